@@ -1,0 +1,52 @@
+"""Notebook hygiene: stored without outputs or execution counts, with a `parameters` cell declaring
+`preset`, and a kernelspec that papermill can start. Exit 1 with one line per problem."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def problems(nb_dir: Path = ROOT / "notebooks") -> list[str]:
+    out = []
+    paths = sorted(nb_dir.glob("*.ipynb"))
+    if not paths:
+        return [f"{nb_dir}: no notebooks"]
+    for path in paths:
+        name = path.relative_to(nb_dir.parent)
+        try:
+            nb = nbformat.read(str(path), as_version=4)
+            nbformat.validate(nb)
+        except Exception as exc:  # report every unreadable notebook, not just the first
+            out.append(f"{name}: not a valid notebook ({exc})")
+            continue
+        params = [c for c in nb.cells if "parameters" in (c.metadata.get("tags") or [])]
+        if len(params) != 1:
+            out.append(f"{name}: needs exactly one cell tagged 'parameters' (found {len(params)})")
+        else:
+            names = {t.id for n in ast.walk(ast.parse(params[0].source)) if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Name)}
+            if "preset" not in names:
+                out.append(f"{name}: the parameters cell must assign `preset`")
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            if cell.get("outputs"):
+                out.append(f"{name}: cell {i} has stored outputs (clear them before committing)")
+            if cell.get("execution_count") is not None:
+                out.append(f"{name}: cell {i} has an execution count (clear outputs before committing)")
+        if nb.metadata.get("kernelspec", {}).get("name") != "python3":
+            out.append(f"{name}: kernelspec name must be 'python3' (the kernel of the venv running it)")
+    return out
+
+
+if __name__ == "__main__":
+    found = problems()
+    for line in found:
+        print(line)
+    sys.exit(1 if found else 0)

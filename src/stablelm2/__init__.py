@@ -1,0 +1,1 @@
+"""Stable LM 2 1.6B reproducibility companion."""

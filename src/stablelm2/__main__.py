@@ -1,0 +1,74 @@
+"""Command line: ``python -m stablelm2 {run,report,bench,list}``.
+
+    python -m stablelm2 run [CHAPTER ...] --preset cpu [-p key=value ...]
+    python -m stablelm2 report --preset cpu [--figures figures]
+    python -m stablelm2 bench [NAME ...]
+    python -m stablelm2 list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import bench, report, runner
+from .config import PRESETS, ConfigError
+
+
+def _parse_params(items: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"parameter {item!r} is not of the form key=value (e.g. -p seed=7)")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m stablelm2", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute chapter notebooks with papermill")
+    r.add_argument("chapters", nargs="*", help="chapter names or numbers (default: all)")
+    r.add_argument("--preset", default="cpu", choices=PRESETS)
+    r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    rep = sub.add_parser("report", help="render executed notebooks and the index page")
+    rep.add_argument("--preset", default="cpu", choices=PRESETS)
+    rep.add_argument("--figures", type=Path, default=None, help="also copy the figures here")
+    b = sub.add_parser("bench", help="run the benchmark suite")
+    b.add_argument("names", nargs="*", help="benchmark names (default: all)")
+    b.add_argument("--repeats", type=int, default=5)
+    sub.add_parser("list", help="list the chapters")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "run":
+            results = runner.run(args.chapters, args.preset, _parse_params(args.param))
+            failed = [r["chapter"] for r in results if r["status"] != "finished"]
+            if failed:
+                print(f"failed chapters: {', '.join(failed)}", file=sys.stderr)
+                return 1
+            return 0
+        if args.cmd == "report":
+            path = report.build(args.preset, figures_dir=args.figures)
+            print(f"report: {path}")
+            failed = [n for n, s in runner.read_status(args.preset).items() if s["status"] != "finished"]
+            return 1 if failed else 0
+        if args.cmd == "bench":
+            path = bench.run(args.names, repeats=args.repeats)
+            print(f"benchmarks: {path}")
+            return 0
+        if args.cmd == "list":
+            print("\n".join(runner.chapters()))
+            return 0
+    except (ConfigError, runner.RunnerError, FileNotFoundError, bench.BenchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

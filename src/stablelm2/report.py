@@ -1,0 +1,153 @@
+"""Render the executed notebooks to HTML and write the report's index page.
+
+``build/report/`` gets one page per chapter (nbconvert's HTML exporter) and ``index.html``: the
+chapters with status and time, the claim scoreboard of every chapter, the figures, the energy each
+chapter used and the benchmark results.
+
+>>> from stablelm2 import report
+>>> report.build("smoke")                                       # doctest: +SKIP
+PosixPath('.../build/report/index.html')
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import nbformat
+from nbconvert import HTMLExporter
+
+from .config import PRESETS, ConfigError, build_root
+from .ledger import STATUSES, scoreboard
+from .record import atomic_write_text
+from .runner import read_status
+
+_STATUS_CLASS = {
+    "reproduced": "ok", "reproduced at reduced scale": "ok", "re-derived": "ok",
+    "reported only": "info", "conflict": "bad",
+}
+
+_INDEX = jinja2.Environment(autoescape=True).from_string(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Stable LM 2 1.6B — reproducibility report ({{ preset }})</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;width:100%;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+.ok{background:#e6f4ea}.bad{background:#fde8e8}.info{background:#eef3fb}.failed{background:#fde8e8}
+.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{width:48%;margin:0}
+.figs img{width:100%;border:1px solid #ddd}
+code{background:#f5f5f5;padding:0 .2em}
+</style></head><body>
+<h1>Stable LM 2 1.6B — reproducibility report</h1>
+<p>Preset <code>{{ preset }}</code>. Companion to Bellagente et al., <em>Stable LM 2 1.6B Technical
+Report</em> (arXiv:2402.17834). Generated from the executed notebooks of this run.</p>
+
+<h2 id="chapters">Chapters</h2>
+<table><tr><th>chapter</th><th>status</th><th>time (s)</th><th>energy (Wh)</th><th>error</th></tr>
+{% for c in chapters %}<tr class="{{ 'failed' if c.status != 'finished' else '' }}">
+<td>{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td>
+<td>{{ c.status }}</td><td>{{ c.duration_s }}</td><td>{{ c.energy_wh }}</td><td>{{ c.error or '' }}</td></tr>
+{% endfor %}</table>
+
+<h2 id="scoreboard">Claim scoreboard</h2>
+<table><tr>{% for s in statuses %}<th>{{ s }}</th>{% endfor %}<th>total</th></tr>
+<tr>{% for s in statuses %}<td class="{{ status_class[s] }}">{{ board.counts.get(s, 0) }}</td>{% endfor %}
+<td>{{ board.claims|length }}</td></tr></table>
+<table><tr><th>chapter</th><th>claim</th><th>what</th><th>paper</th><th>ours</th><th>status</th><th>source · evidence</th></tr>
+{% for c in board.claims %}<tr class="{{ status_class[c.status] }}"><td>{{ c.chapter }}</td><td><code>{{ c.id }}</code></td>
+<td>{{ c.what }}</td><td>{{ fmt(c.paper) }} {{ c.unit }}</td><td>{{ fmt(c.ours) }}</td><td>{{ c.status }}</td>
+<td>{{ c.source }}{% if c.source and c.evidence %} · {% endif %}{{ c.evidence }}</td></tr>
+{% endfor %}</table>
+
+<h2 id="figures">Figures</h2>
+<div class="figs">{% for f in figures %}<figure><a href="{{ f.page }}"><img src="{{ f.src }}" alt="{{ f.name }}"></a>
+<figcaption><code>{{ f.name }}</code> ({{ f.chapter }}) {{ f.caption }}</figcaption></figure>{% endfor %}</div>
+
+<h2 id="bench">Benchmarks</h2>
+{% if bench %}<table><tr><th>benchmark</th><th>ours</th><th>peer</th><th>ratio</th><th>goal</th><th>note</th></tr>
+{% for b in bench %}<tr class="{{ 'ok' if b.meets_goal else ('bad' if b.meets_goal is sameas false else '') }}">
+<td>{{ b.name }}</td><td>{{ fmt(b.ours) }} {{ b.unit }}</td><td>{{ b.peer_name }}: {{ fmt(b.peer) }} {{ b.unit }}</td>
+<td>{{ fmt(b.ratio) }}</td><td>{{ b.goal or '' }}</td><td>{{ b.note or '' }}</td></tr>{% endfor %}</table>
+{% else %}<p>No benchmark results yet: run <code>make bench</code>.</p>{% endif %}
+</body></html>
+"""
+)
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
+            return f"{x:.4g}"
+        return f"{x:.4g}" if abs(x) < 1000 else f"{x:,.1f}"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}"
+    return str(x)
+
+
+def render_notebook(src: Path, dest: Path) -> None:
+    nb = nbformat.read(str(src), as_version=4)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    atomic_write_text(dest, body)
+
+
+def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None = None,
+          figures_dir: Path | None = None) -> Path:
+    """Render every executed chapter of ``preset`` and write ``index.html``; returns its path.
+
+    ``figures_dir``: also copy the run's figures there (``make report`` uses ``figures/``).
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    root = root or build_root()
+    out_dir = out_dir or root / "report"
+    status = read_status(preset, root)
+    if not status:
+        raise FileNotFoundError(
+            f"no executed chapters for preset {preset!r} under {root / preset}; "
+            f"run them first: python -m stablelm2 run --preset {preset}"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chapters, figures = [], []
+    for name in sorted(status):
+        rec = dict(status[name])
+        executed = Path(rec["output"])
+        page = None
+        if executed.is_file():
+            page = f"{name}.html"
+            render_notebook(executed, out_dir / page)
+        metrics_path = root / preset / name / "metrics.json"
+        energy_wh = None
+        if metrics_path.is_file():
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            kwh = (metrics.get("energy") or {}).get("energy_kwh")
+            energy_wh = None if kwh is None else round(kwh * 1000, 3)
+            for fig in metrics.get("figures", []):
+                src = root / preset / name / fig["file"]
+                if not src.is_file():
+                    continue
+                dest = out_dir / "figures" / name / src.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+                if figures_dir is not None:
+                    figures_dir.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, figures_dir / src.name)
+                figures.append({"name": fig["name"], "chapter": name, "caption": fig.get("caption", ""),
+                                "src": f"figures/{name}/{src.name}", "page": page or "#figures"})
+        chapters.append({**rec, "page": page, "energy_wh": energy_wh})
+    bench_file = root / "bench" / "results.json"
+    bench = json.loads(bench_file.read_text(encoding="utf-8"))["results"] if bench_file.is_file() else []
+    index = _INDEX.render(
+        preset=preset, chapters=chapters, board=scoreboard(root / preset), statuses=STATUSES,
+        status_class=_STATUS_CLASS, figures=figures, bench=bench, fmt=_fmt,
+    )
+    dest = out_dir / "index.html"
+    atomic_write_text(dest, index)
+    return dest
