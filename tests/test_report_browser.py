@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from stablelm2 import report, runner
+from stablelm2.config import repo_root
 
 from . import nbfixtures
 
@@ -53,4 +54,8 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path, build_dir):
             assert resp is not None and resp.ok, href
         browser.close()
     assert not errors, errors
-    assert (build_dir / "report" / "screenshot.png").stat().st_size > 10_000
+    shot = build_dir / "report" / "screenshot.png"
+    assert shot.stat().st_size > 10_000
+    keep = repo_root() / "build" / "test-report-screenshot.png"  # kept for a human to look at
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(shot, keep)

@@ -25,6 +25,7 @@ from .ledger import STATUSES, scoreboard
 from .record import atomic_write_text
 from .runner import read_status
 
+TEMPLATES = Path(__file__).with_name("templates")
 _STATUS_CLASS = {
     "reproduced": "ok", "reproduced at reduced scale": "ok", "re-derived": "ok",
     "reported only": "info", "conflict": "bad",
@@ -52,7 +53,7 @@ Report</em> (arXiv:2402.17834). Generated from the executed notebooks of this ru
 <table><tr><th>chapter</th><th>status</th><th>time (s)</th><th>energy (Wh)</th><th>error</th></tr>
 {% for c in chapters %}<tr class="{{ 'failed' if c.status != 'finished' else '' }}">
 <td>{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td>
-<td>{{ c.status }}</td><td>{{ c.duration_s }}</td><td>{{ c.energy_wh }}</td><td>{{ c.error or '' }}</td></tr>
+<td>{{ c.status }}</td><td>{{ fmt(c.duration_s) }}</td><td>{{ fmt(c.energy_wh) }}</td><td>{{ c.error or '' }}</td></tr>
 {% endfor %}</table>
 
 <h2 id="scoreboard">Claim scoreboard</h2>
@@ -94,7 +95,8 @@ def _fmt(x: Any) -> str:
 
 def render_notebook(src: Path, dest: Path) -> None:
     nb = nbformat.read(str(src), as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    exporter = HTMLExporter(template_name="companion", extra_template_basedirs=[str(TEMPLATES)])
+    body, _ = exporter.from_notebook_node(nb)
     atomic_write_text(dest, body)
 
 
