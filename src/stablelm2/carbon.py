@@ -26,13 +26,14 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from . import facts as F
 from .config import Config, ConfigError
+from .ledger import Ledger
 
 # ------------------------------------------------------------------------------------ tables
 
@@ -319,20 +320,42 @@ def plan(cfg: Config, flops_per_token: float, *, tokens: float | None = None, mf
     )
 
 
+CONVENTIONS = {
+    "model": "model FLOPs: 6 × matmul parameters + 12·L·d·s attention (chapter 03's total)",
+    "all_params": "6 × all parameters + 12·L·d·s (FACTS.md's cross-check)",
+    "gpt-neox": "GPT-NeoX's logged FLOPs with activation checkpointing (recomputed forward counted; public config)",
+    "gpt-neox-no-ckpt": "GPT-NeoX's logged FLOPs without activation checkpointing (as the paper's text says)",
+}
+"""Ways of counting training FLOPs per token; a throughput in TFLOP/s means something only in one of them."""
+
+
+def paper_flops_per_token() -> dict[str, float]:
+    """FLOPs per token of the 1.6B model in each of :data:`CONVENTIONS` (chapter 03's arithmetic)."""
+    from . import config, model
+
+    cfg = config.load("paper")
+    f = model.flops_per_token(cfg)
+    return {"model": f["total"], "all_params": f["dense_all_params"] + f["attention"],
+            "gpt-neox": model.megatron_flops_per_token(cfg, checkpointing=True),
+            "gpt-neox-no-ckpt": model.megatron_flops_per_token(cfg, checkpointing=False)}
+
+
 def paper_run(flops_per_token: float | None = None) -> Projection:
     """The paper's pre-training run through the projector: 2 epochs of the ~2T-token mix at
     170 TFLOP/s on 512 A100-40GB, at the paper's implied power, PUE, intensity and price.
 
-    ``flops_per_token`` defaults to chapter 03's ``model.flops_per_token(cfg)["total"]``."""
+    FLOPs and throughput must be counted alike. The 170 TFLOP/s is a GPT-NeoX throughput, and
+    GPT-NeoX counts the recomputed forward pass when activation checkpointing is on (the public
+    config's setting), so ``flops_per_token`` defaults to that count, ``paper_flops_per_token()["gpt-neox"]``.
+    """
     from . import config
 
     cfg = config.load("paper")
     if flops_per_token is None:
-        from . import model
-
-        flops_per_token = model.flops_per_token(cfg)["total"]
-    return plan(cfg, flops_per_token, tokens=cfg.data.total_tokens * cfg.data.epochs,
-                tflops=F.value("train.tflops_per_gpu"), power_w=paper_implied_power_w())
+        flops_per_token = paper_flops_per_token()["gpt-neox"]
+    p = plan(cfg, flops_per_token, tokens=cfg.data.total_tokens * cfg.data.epochs,
+             tflops=F.value("train.tflops_per_gpu"), power_w=paper_implied_power_w())
+    return replace(p, power_basis="implied by the paper's 30 MWh", intensity_basis="paper: US average")
 
 
 def compute_check(flops_per_token: float, tokens: float, tflops: float, gpu_hours: float) -> dict[str, float]:
@@ -343,6 +366,121 @@ def compute_check(flops_per_token: float, tokens: float, tflops: float, gpu_hour
     return {"tokens": toks, "flops_per_token": fpt, "model_flops": fpt * toks,
             "booked_flops": booked * 3600.0 * tf * 1e12, "gpu_hours_needed": needed,
             "gpu_hours_booked": booked, "needed_over_booked": needed / booked}
+
+
+def what_if(base: Projection, **changes: Any) -> Projection:
+    """Re-project ``base`` with some inputs changed, e.g. ``what_if(p, gpu="H100-80GB", n_gpus=256)``.
+
+    Keys are :func:`project`'s arguments. ``tflops`` replaces the MFU and ``n_params`` the FLOPs per
+    token; a new ``gpu`` without ``power_w`` falls back to that GPU's rated TDP (so does ``power_w=None``).
+    """
+    allowed = {"tokens", "flops_per_token", "n_params", "gpu", "n_gpus", "mfu", "tflops", "power_w", "pue",
+               "intensity", "price_per_gpu_hour"}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ConfigError(f"what_if: unknown input(s) {unknown}; use {', '.join(sorted(allowed))}")
+    args: dict[str, Any] = {"tokens": base.tokens, "flops_per_token": base.flops_per_token, "gpu": base.gpu,
+                            "n_gpus": base.n_gpus, "mfu": base.mfu, "power_w": base.power_w, "pue": base.pue,
+                            "intensity": base.intensity_kg_per_kwh, "price_per_gpu_hour": base.price_per_gpu_hour}
+    if "tflops" in changes:
+        args.pop("mfu")
+    if "n_params" in changes:
+        args.pop("flops_per_token")
+    if "gpu" in changes and "power_w" not in changes:
+        args.pop("power_w")
+    args.update(changes)
+    return project(**args)
+
+
+def scenarios(base: Projection, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The paper's run beside a few what-ifs (and ``extra``, a dict of changes), one row each."""
+    todo: list[tuple[str, dict[str, Any]]] = [
+        ("the paper's run (projector)", {}),
+        ("at the A100's rated power (TDP)", {"power_w": None}),
+        ("at the 200 TFLOP/s layout", {"tflops": F.value("train.tflops_per_gpu_high")}),
+        ("on a low-carbon grid (France)", {"intensity": "FRA"}),
+        ("on as many H100-80GB: same MFU and price, TDP", {"gpu": "H100-80GB"}),
+    ]
+    if extra is not None and not isinstance(extra, dict):
+        raise ConfigError(f"what_if = {extra!r} must be a dict of project() inputs, e.g. {{'gpu': 'H100-80GB'}}")
+    if extra:
+        todo.append(("your plan: " + ", ".join(f"{k}={v}" for k, v in extra.items()), dict(extra)))
+    rows = []
+    for name, changes in todo:
+        p = what_if(base, **changes)
+        rows.append({"plan": name, "gpu": p.gpu, "n_gpus": p.n_gpus, "tokens": p.tokens, "mfu": p.mfu,
+                     "power_w": p.power_w, "pue": p.pue, "intensity": p.intensity_kg_per_kwh,
+                     "gpu_hours": p.gpu_hours, "wall_days": p.wall_days, "energy_mwh": p.energy_mwh,
+                     "emissions_t": p.emissions_t, "cost_usd": p.cost_usd})
+    return rows
+
+
+# ------------------------------------------------------------------------------------ claims
+
+
+def flop_conventions(fpts: dict[str, float], tokens: float, tflops: float, gpu_hours: float) -> list[dict[str, Any]]:
+    """GPU-hours that ``tokens`` need at ``tflops`` in each FLOP convention, against the booked hours."""
+    rows = []
+    for name, fpt in fpts.items():
+        c = compute_check(fpt, tokens, tflops, gpu_hours)
+        rows.append({"convention": name, "what": CONVENTIONS.get(name, name), "flops_per_token": fpt,
+                     "flops": c["model_flops"], "gpu_hours_needed": c["gpu_hours_needed"],
+                     "needed_over_booked": c["needed_over_booked"]})
+    return rows
+
+
+def paper_claims(ledger: Ledger, fpts: dict[str, float] | None = None, *, rel_tol: float = 0.10) -> dict[str, Any]:
+    """Rebuild the paper's footprint, cost and compute from its inputs and record every check.
+
+    ``fpts`` are the 1.6B model's FLOPs per token by convention (default: :func:`paper_flops_per_token`).
+    ``rel_tol`` is the tolerance of the compute checks (the paper's '~2T' and '~92k' are rounded).
+    Returns the numbers for the notebook's tables; the claims are under ``"claims"``.
+    """
+    v = F.value
+    fpts = paper_flops_per_token() if fpts is None else fpts
+    hours, pue, ci = v("carbon.gpu_hours"), v("carbon.pue"), v("carbon.intensity_kg_per_kwh")
+    tflops, tdp = v("train.tflops_per_gpu"), GPUS["A100-40GB"].tdp_w
+    power = paper_implied_power_w()
+    fp = footprint(hours, power, pue, ci)
+    paper = paper_run(fpts["gpt-neox"])
+    tokens = paper.tokens
+    conv = {r["convention"]: r for r in flop_conventions(fpts, tokens, tflops, hours)}
+    seen = compute_check(fpts["all_params"], v("carbon.flops_tokens_assumed"), tflops, hours)
+    neox, mdl = conv["gpt-neox"], conv["model"]
+    why_neox = (f"GPT-NeoX logs throughput with 4 passes per step when activation checkpointing is on (public "
+                f"config: on; the paper's text: removed). Without it the count gives "
+                f"{conv['gpt-neox-no-ckpt']['gpu_hours_needed']:,.0f} GPU-hours")
+    claims = [
+        ledger.derive("carbon.implied_power", "30 MWh / (92k GPU-hours × PUE 1.1) = average power per GPU",
+                      fact="carbon.avg_power_w_derived", ours=round(power, 2), rel_tol=0.005),
+        ledger.report_only("carbon.avg_power_printed", "average power per GPU as printed in the paper",
+                           fact="carbon.avg_power_w", why="the table cell is stripped from the text we have; "
+                           f"re-derived as {power:.0f} W ({power / tdp:.0%} of the A100-40GB's {tdp:.0f} W TDP)"),
+        ledger.derive("carbon.emissions", "92k GPU-hours × implied power × PUE 1.1 × 0.385 kg/kWh ≈ 11 tCO2eq",
+                      fact="carbon.emissions_t", ours=round(fp.emissions_t, 3), rel_tol=0.06,
+                      note="30 MWh × 0.385 = 11.55 t; the paper says 'about 11'"),
+        ledger.derive("carbon.cost", "92k GPU-hours × ~3.5 USD per GPU-hour", fact="carbon.cost_total_derived",
+                      ours=hours * v("carbon.cost_per_gpu_hour"), rel_tol=0.001),
+        ledger.derive("carbon.flops_booked", "92k GPU-hours × 170 TFLOP/s = compute the booked hours deliver",
+                      fact="carbon.flops_hw_derived", ours=seen["booked_flops"], rel_tol=0.01),
+        ledger.derive("carbon.flops_model", "(6 × all parameters + 12·L·d·s) × ~4.19T tokens seen",
+                      fact="carbon.flops_model_derived", ours=seen["model_flops"], rel_tol=0.02),
+        ledger.derive("carbon.gpu_hours_model_flops",
+                      "2 epochs × ~2T tokens × chapter 03's model FLOPs per token at 170 TFLOP/s ≈ ~92k GPU-hours",
+                      fact="carbon.gpu_hours", ours=round(mdl["gpu_hours_needed"]), rel_tol=rel_tol,
+                      note=f"model FLOPs at 170 TFLOP/s fill {mdl['needed_over_booked']:.0%} of the booked hours"),
+        ledger.derive("carbon.gpu_hours_neox_flops",
+                      "2 epochs × ~2T tokens × GPT-NeoX-logged FLOPs per token at 170 TFLOP/s ≈ ~92k GPU-hours",
+                      fact="carbon.gpu_hours", ours=round(neox["gpu_hours_needed"]), rel_tol=rel_tol, note=why_neox),
+        ledger.derive("carbon.projector_emissions",
+                      "the projector on the paper's run (GPT-NeoX FLOPs, implied power, PUE, intensity) ≈ 11 tCO2eq",
+                      fact="carbon.emissions_t", ours=round(paper.emissions_t, 3), rel_tol=rel_tol),
+        ledger.derive("carbon.us_intensity", "codecarbon's US grid intensity ≈ the paper's US average 0.385",
+                      fact="carbon.intensity_kg_per_kwh", ours=round(grid_intensity("USA"), 4), rel_tol=0.05,
+                      note=f"codecarbon's energy-mix data is for {region_name('USA')}; the paper's year is not stated"),
+    ]
+    return {"footprint": fp, "at_tdp": footprint(hours, tdp, pue, ci), "implied_power_w": power, "tdp_w": tdp,
+            "paper_run": paper, "conventions": list(conv.values()), "claims": claims}
 
 
 # ------------------------------------------------------------------------------------ sensitivity
@@ -380,24 +518,25 @@ def plot_sensitivity(base: Footprint, rows: list[dict[str, Any]], n: int = 41):
     import numpy as np
 
     labels = {"power_w": "average power per GPU (W)", "pue": "PUE", "intensity": "grid intensity (kg CO2eq/kWh)"}
-    fig, axes = plt.subplots(1, 1 + len(rows), figsize=(4.2 * (1 + len(rows)), 3.4))
-    t = axes[0]
+    fig, grid = plt.subplots(2, 2, figsize=(10, 6.4))
+    t, *axes = grid.ravel()
+    top = max(r["emissions_high_t"] for r in rows)
     for i, r in enumerate(rows):
         lo, hi = sorted((r["emissions_low_t"], r["emissions_high_t"]))
         t.barh(i, hi - lo, left=lo, color="#4c72b0")
-        t.text(hi, i, f"  {r['low']:.3g}–{r['high']:.3g}", va="center", fontsize=8)
-    t.axvline(base.emissions_t, color="k", lw=1, ls="--", label=f"paper inputs: {base.emissions_t:.1f} t")
-    t.set_yticks(range(len(rows)), [labels[r["input"]] for r in rows])
+        t.text(hi, i, f"  {r['low']:.3g} – {r['high']:.3g}", va="center", fontsize=8)
+    t.axvline(base.emissions_t, color="k", lw=1, ls="--")
+    t.set_xlim(0, top * 1.4)
+    t.set_yticks(range(len(rows)), [labels[r["input"]].replace(" (", "\n(") for r in rows])
     t.invert_yaxis()
     t.set_xlabel("tCO2eq")
-    t.set_title("Which assumption moves the footprint")
-    t.legend(fontsize=8, loc="lower right")
-    for ax, r in zip(axes[1:], rows, strict=True):
+    t.set_title(f"Which assumption moves the footprint\n(dashed: the paper's inputs, {base.emissions_t:.1f} t)")
+    for ax, r in zip(axes, rows, strict=True):
         xs = np.linspace(min(r["low"], r["high"]), max(r["low"], r["high"]), n)
         ys = [footprint(**{"gpu_hours": base.gpu_hours, "power_w": base.power_w, "pue": base.pue,
                            "intensity": base.intensity_kg_per_kwh, r["input"]: float(x)}).emissions_t for x in xs]
         ax.plot(xs, ys, color="#55a868")
-        ax.scatter([r["base"]], [base.emissions_t], color="k", zorder=3, label="paper")
+        ax.scatter([r["base"]], [base.emissions_t], color="k", zorder=3, label="the paper's value")
         ax.set_xlabel(labels[r["input"]])
         ax.set_ylabel("tCO2eq")
         ax.set_title(f"Emissions vs {labels[r['input']].split(' (')[0]}")
@@ -460,14 +599,32 @@ def own_total(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
+def own_summary(total: dict[str, Any], paper_energy_kwh: float, country: str) -> str:
+    """One sentence on the summed own footprint, set against the paper's pre-training energy."""
+    if not total["n_metered"]:
+        return ("No chapter of this preset has recorded its energy yet: run the whole report "
+                "(`python -m stablelm2 run --preset <preset>`) and rerun this chapter.")
+    ratio = paper_energy_kwh * 1000.0 / total["energy_wh"] if total["energy_wh"] > 0 else float("inf")
+    counters = total["n_counters"]
+    return (f"The {total['n_metered']} metered chapters used **{total['energy_wh']:.3g} Wh** "
+            f"({total['emissions_g']:.3g} g CO2eq on codecarbon's grid for `{country}`) in "
+            f"{total['duration_s']:.0f} s; {counters or 'none'} of them read CPU power counters, "
+            f"{total['n_estimated']} relied on codecarbon's estimate. The paper's pre-training used "
+            f"{paper_energy_kwh / 1000:.0f} MWh, {ratio:.1e} times as much.")
+
+
 def plot_own_footprint(rows: list[dict[str, Any]]):
     """Figure: energy per chapter (CPU / RAM / GPU stacked) and emissions, totals in the title."""
     import matplotlib.pyplot as plt
 
     m = [r for r in rows if r["metered"]]
     if not m:
-        raise ValueError("no chapter of this preset recorded its energy yet; run the report first "
-                         "(python -m stablelm2 run --preset <preset>)")
+        fig, ax = plt.subplots(figsize=(8, 1.6))
+        ax.axis("off")
+        ax.set_title("This companion's own footprint")
+        ax.text(0.5, 0.4, "no chapter of this preset has recorded its energy yet:\nrun the report first "
+                "(python -m stablelm2 run --preset <preset>)", ha="center", va="center")
+        return fig
     tot = own_total(rows)
     names = [r["chapter"] for r in m]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.45 * len(m) + 2.2))
@@ -477,17 +634,18 @@ def plot_own_footprint(rows: list[dict[str, Any]]):
         a.barh(names, vals, left=left, color=color, label=part.split("_")[0].upper())
         left = [x + y for x, y in zip(left, vals, strict=True)]
     a.set_xlabel("energy (Wh)")
-    a.set_title(f"Energy per chapter — total {tot['energy_wh']:.2f} Wh")
-    a.legend(fontsize=8)
+    a.set_title(f"Energy per chapter — total {tot['energy_wh']:.3g} Wh")
     a.invert_yaxis()
     b.barh(names, [r["emissions_g"] for r in m], color="#8172b3", label="codecarbon (grid of its country)")
     b.scatter([r["emissions_g_paper_basis"] for r in m], names, color="k", marker="|", s=120,
               label="paper's PUE and intensity", zorder=3)
     b.set_xlabel("emissions (g CO2eq)")
-    b.set_title(f"Emissions — total {tot['emissions_g']:.2f} g CO2eq")
-    b.legend(fontsize=8)
+    b.set_title(f"Emissions — total {tot['emissions_g']:.3g} g CO2eq")
     b.invert_yaxis()
     est = f"{tot['n_estimated']} of {tot['n_metered']} chapters: CPU power estimated by codecarbon (no counters)"
     fig.suptitle(f"This companion's own footprint, measured with codecarbon ({est})", y=1.02, fontsize=10)
+    handles = [h for ax in (a, b) for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=5, fontsize=8,
+               bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     return fig

@@ -66,6 +66,12 @@ class DataConfig:
     """Share of the local sample held out for validation."""
     table1_path: str = ""
     """Optional path to a reader-filled Table 1 (CSV); empty = the paper's weights are unknown."""
+    val_batches: int = 8
+    """Held-out packed batches per source for per-domain/per-language validation loss."""
+    bpe_vocab: int = 100_289
+    """Vocabulary of the BPE trained here for chapter 02's compression study (Arcade100k-sized)."""
+    study_chars: int = 0
+    """Characters per sample source used by the compression study (0 = all)."""
 
 
 @dataclass(frozen=True)
@@ -109,9 +115,17 @@ class ScheduleConfig:
     total_steps: int = 540_000
     """T of Eq. 1: the horizon the cosine branch and the switch point are measured on."""
     switch_frac: float = 0.25
-    """Where the cosine branch hands over to α/√(t+β), as a fraction of T (hyb: 1/4, hyb2: 1/2)."""
+    """Where the cosine branch hands over to α/√(t+β), as a fraction of T (hyb: 1/4; hyb2 doubles it to 1/2)."""
     cooldown_steps: int = 80_000
     """Linear cool-down to zero at the end of the run."""
+    cosine_period: float = 1.0
+    """Period of Eq. 1's cosine in units of T: 1 = full period (η_min at T/2, T/4 its midpoint); 2 = half-cosine over T."""
+    t_origin: str = "warmup_end"
+    """What t of Eq. 1 counts from: 'warmup_end' (GPT-NeoX: steps after warm-up) or 'zero' (the global step)."""
+    horizon_excludes_warmup: bool = True
+    """True: Eq. 1's T is total_steps − warmup_steps (GPT-NeoX's lr-decay span); False: T = total_steps."""
+    rsqrt_min: str = "additive"
+    """How η_min enters Eq. 1's second branch: 'additive' η_min + α/√(t+β), 'none' α/√(t+β), 'clip' max(η_min, ·)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,14 @@ class TrainConfig:
     """Accelerator the plan is priced for."""
     launch: bool = False
     """Paper preset only: really launch on the GPUs at hand instead of writing the plan."""
+    backend: str = "auto"
+    """ZeRO engine: 'torch' (DDP + ZeroRedundancyOptimizer), 'deepspeed' (via accelerate), 'auto' (DeepSpeed on CUDA if installed)."""
+    ablation_steps: int = 0
+    """Optimizer steps of each App. A/B ablation run at small scale (0 = ablations not run, as at paper)."""
+    ablation_batch_tokens: int = 4_194_304
+    """Global batch of the App. A/B ablations and App. D's baseline (paper: the 4M-token baseline of App. D)."""
+    ablation_d_model: int = 0
+    """Width of the ablations' proxy model (0 = the preset's model; FFN scales along; the paper ablated 1B models)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +206,18 @@ class AlignConfig:
     """Self-knowledge warm-up steps (paper: 100)."""
     max_steps: int = 0
     """Cap on optimizer steps per stage (0 = as many as the epochs give)."""
+    sft_turn: str = "exchange"
+    """What one 'turn' of the >8-turn filter is: 'exchange' (a user message and its reply) or 'message'."""
+    micro_batch: int = 8
+    """Sequences per device per forward pass in every stage (not in the paper; an assumption)."""
+    n_gpus: int = 8
+    """Data-parallel processes of the fine-tuning plan (one 8-GPU node, as the Alignment Handbook's recipes)."""
+    dpo_global_batch: int = 128
+    """DPO pairs per step: not in the paper; the Zephyr recipe's 8 per device × 2 accumulation × 8 GPUs."""
+    max_length: int = 1024
+    """Longest tokenised DPO pair / self-knowledge example (Zephyr recipe: 1024); SFT packs to data.seq_len."""
+    sk_max_new_tokens: int = 256
+    """Tokens sampled per self-knowledge prompt and per continuation (not in the paper; an assumption)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +238,12 @@ class EvalConfig:
     """Context sizes between min and max."""
     needle_seeds: int = 10
     """Repeats, each with its own seed (App. C: 10 runs)."""
+    needle_gen_tokens: int = 32
+    """Tokens the model may generate to answer the needle question."""
+    bootstrap_iters: int = 100_000
+    """Harness bootstrap resamples for the stderr of non-mean metrics (the published runs: 100000)."""
+    launch: bool = False
+    """Paper preset only: really run the harness and the needle grid here instead of printing the plan."""
 
 
 @dataclass(frozen=True)
@@ -275,31 +315,39 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "cpu": {
         "run": {"preset": "cpu", "offline": True, "device": "cpu"},
-        "data": {"source": "local", "seq_len": 128, "total_tokens": 2_000_000, "epochs": 2},
+        "data": {"source": "local", "seq_len": 128, "total_tokens": 2_000_000, "epochs": 2, "val_batches": 2,
+                 "bpe_vocab": 32_000},
         "model": dict(n_layers=4, d_model=128, n_heads=4, d_ff=352, max_position_embeddings=512),
-        "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=10, total_steps=260, cooldown_steps=40),
-        "train": dict(steps=200, global_batch_tokens=2048, micro_batch=4, n_procs=2, n_nodes=1,
-                      precision="fp32", checkpoint_every=50, eval_every=25, gpu="cpu"),
+        "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=6, total_steps=66, cooldown_steps=10),
+        "train": dict(steps=60, global_batch_tokens=1024, micro_batch=4, n_procs=2, n_nodes=1,
+                      precision="fp32", checkpoint_every=20, eval_every=20, gpu="cpu", ablation_steps=30,
+                      ablation_batch_tokens=512, ablation_d_model=64),
         "align": dict(sft_epochs=1, sft_global_batch=16, sft_lr=5e-4, sft_max_samples=0, dpo_lr=5e-5,
                       dpo_beta=0.1, sk_prompts=64, sk_epochs=2, sk_batch=16, sk_lr=3e-4, sk_warmup_steps=5,
-                      max_steps=60),
+                      max_steps=60, micro_batch=4, n_gpus=1, dpo_global_batch=8, max_length=128,
+                      sk_max_new_tokens=24),
         "eval": dict(model="", limit=0, batch_size=8, needle_depths=7, needle_min_ctx=64,
-                     needle_max_ctx=256, needle_n_ctx=4, needle_seeds=3),
+                     needle_max_ctx=256, needle_n_ctx=4, needle_seeds=3, needle_gen_tokens=12,
+                     bootstrap_iters=1000),
         "quant": dict(prompt_tokens=64, gen_tokens=32),
     },
     "smoke": {
         "run": {"preset": "smoke", "offline": True, "device": "cpu"},
         "data": {"source": "local", "seq_len": 64, "total_tokens": 100_000, "epochs": 1,
-                 "max_docs_per_source": 20},
+                 "max_docs_per_source": 20, "val_batches": 1,
+                 "bpe_vocab": 4_000, "study_chars": 20_000},
         "model": dict(n_layers=2, d_model=64, n_heads=4, d_ff=176, max_position_embeddings=256),
         "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=2, total_steps=12, cooldown_steps=2),
         "train": dict(steps=8, global_batch_tokens=512, micro_batch=4, n_procs=1, n_nodes=1,
-                      precision="fp32", checkpoint_every=4, eval_every=4, gpu="cpu"),
+                      precision="fp32", checkpoint_every=4, eval_every=4, gpu="cpu", ablation_steps=3,
+                      ablation_batch_tokens=256),
         "align": dict(sft_epochs=1, sft_global_batch=4, sft_lr=1e-3, sft_max_samples=8, dpo_lr=1e-4,
                       dpo_beta=0.1, sk_prompts=8, sk_epochs=1, sk_batch=4, sk_lr=1e-3, sk_warmup_steps=1,
-                      max_steps=3),
-        "eval": dict(model="", limit=8, batch_size=4, needle_depths=3, needle_min_ctx=32,
-                     needle_max_ctx=64, needle_n_ctx=2, needle_seeds=2),
+                      max_steps=3, micro_batch=2, n_gpus=1, dpo_global_batch=4, max_length=64,
+                      sk_max_new_tokens=8),
+        "eval": dict(model="", limit=4, batch_size=4, needle_depths=3, needle_min_ctx=32,
+                     needle_max_ctx=64, needle_n_ctx=2, needle_seeds=2, needle_gen_tokens=6,
+                     bootstrap_iters=100),
         "quant": dict(formats=("F16", "Q8_0", "Q4_0"), prompt_tokens=16, gen_tokens=8,
                       speed_study_1p6b=False),
         "carbon": {},
@@ -311,14 +359,18 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "run.device": ("auto", "cpu", "cuda"),
     "data.source": ("hub", "local"),
     "schedule.kind": ("hybrid", "hybrid2", "cosine", "rsqrt", "constant"),
+    "schedule.t_origin": ("zero", "warmup_end"),
+    "schedule.rsqrt_min": ("additive", "none", "clip"),
     "train.precision": ("bf16", "fp32"),
+    "align.sft_turn": ("exchange", "message"),
     "train.gpu": ("A100-40GB", "A100-80GB", "H100-80GB", "cpu"),
+    "train.backend": ("auto", "torch", "deepspeed"),
 }
 _FRACTIONS = {"data.val_fraction", "schedule.switch_frac", "align.sft_warmup_frac", "model.rotary_pct"}
 _MAY_BE_ZERO = {
-    "run.threads", "data.max_docs_per_source", "train.checkpoint_every", "train.eval_every",
+    "run.threads", "data.max_docs_per_source", "data.study_chars", "train.checkpoint_every", "train.eval_every",
     "align.sft_max_samples", "align.max_steps", "eval.limit", "schedule.cooldown_steps",
-    "schedule.warmup_steps", "train.zero_stage", "model.init_std",
+    "schedule.warmup_steps", "train.zero_stage", "model.init_std", "train.ablation_steps", "train.ablation_d_model", "schedule.min_lr",
 }
 
 
@@ -473,12 +525,26 @@ def _check_values(cfg: Config) -> None:
             f"schedule.cooldown_steps = {s.cooldown_steps} is not shorter than train.steps = {t.steps}; "
             "the cool-down must start inside the run"
         )
-    switch = s.switch_frac * s.total_steps
+    if s.warmup_steps + s.cooldown_steps > t.steps:
+        raise ConfigError(
+            f"schedule.warmup_steps = {s.warmup_steps} plus schedule.cooldown_steps = {s.cooldown_steps} is "
+            f"longer than train.steps = {t.steps}; the warm-up must end before the cool-down starts"
+        )
+    frac = s.switch_frac * (2 if s.kind == "hybrid2" else 1)
+    horizon = s.total_steps - (s.warmup_steps if s.horizon_excludes_warmup else 0)
+    switch = frac * horizon + (s.warmup_steps if s.t_origin == "warmup_end" else 0)
     if s.kind in ("hybrid", "hybrid2") and not (s.warmup_steps <= switch < s.total_steps):
         raise ConfigError(
             f"schedule.switch_frac = {s.switch_frac} puts the switch at step {switch:.0f}, outside "
             f"[{s.warmup_steps}, {s.total_steps}); choose a fraction after the warm-up"
         )
+    if s.kind in ("hybrid", "hybrid2") and not 0 < s.switch_frac < s.cosine_period / 2:
+        raise ConfigError(
+            f"schedule.switch_frac = {s.switch_frac} must lie strictly between 0 and schedule.cosine_period / 2 = "
+            f"{s.cosine_period / 2}: Eq. 1's rsqrt branch needs the cosine still falling at the switch"
+        )
+    if s.kind == "rsqrt" and s.warmup_steps == 0:
+        raise ConfigError("schedule.kind = 'rsqrt' needs schedule.warmup_steps > 0: Eq. 2 is η_max·√(warm-up/t)")
     per_step = t.micro_batch * t.n_procs * cfg.data.seq_len
     if t.global_batch_tokens % per_step:
         raise ConfigError(
@@ -499,6 +565,8 @@ def _check_values(cfg: Config) -> None:
     e = cfg.eval
     if e.needle_min_ctx > e.needle_max_ctx:
         raise ConfigError(f"eval.needle_min_ctx = {e.needle_min_ctx} is above eval.needle_max_ctx = {e.needle_max_ctx}")
+    if e.launch and cfg.run.preset != "paper":
+        raise ConfigError("eval.launch = True is only meaningful at preset 'paper'; smoke/cpu always evaluate")
     if e.needle_max_ctx > m.max_position_embeddings:
         raise ConfigError(
             f"eval.needle_max_ctx = {e.needle_max_ctx} exceeds model.max_position_embeddings = "

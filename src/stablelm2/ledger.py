@@ -119,7 +119,7 @@ class Ledger:
                 f"claim {claim_id!r}: the paper's value ({fact}) is unknown; use report_only() "
                 "or compare against another fact"
             )
-        if isinstance(pval, bool) or isinstance(ours, bool) or isinstance(pval, str) or isinstance(ours, str):
+        if isinstance(pval, (bool, str, list, tuple, dict)) or isinstance(ours, (bool, str, list, tuple, dict)):
             match = pval == ours
             rel = None
         else:

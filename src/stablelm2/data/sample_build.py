@@ -1,0 +1,276 @@
+"""Maintainer tool: rebuild the package-derived files of the shipped sample corpus, and its manifest.
+
+The sample corpus (``stablelm2/data/sample/``) is committed; nothing here runs in tests or
+notebooks. This script documents — and re-runs — how the files that come from installed packages
+were made. It needs the Debian packages ``manpages-{de,es,fr,it,nl,pt-br}``, ``debian-handbook``
+and the Python packages of this project's venv (scipy, sympy, and the standard library)::
+
+    apt-get install manpages-de manpages-es manpages-fr manpages-it manpages-nl manpages-pt-br debian-handbook
+    python -m stablelm2.data.sample_build            # rewrites sample/*.jsonl + MANIFEST.json
+
+The files written by hand for this project (``wiki_en``, ``math_problems_en``, ``instruct_en``) are not
+touched; :func:`write_manifest` hashes every file, whatever its origin.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html.parser
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterable, Iterator
+from email.parser import Parser
+from importlib import metadata
+from pathlib import Path
+
+SAMPLE_DIR = Path(__file__).with_name("sample")
+BUDGET_CHARS = 160_000
+"""Characters per package-derived source file (keeps the whole corpus at a few MB)."""
+DOC_MAX_CHARS = 6_000
+"""Longer documents are cut at a paragraph boundary below this length."""
+
+HANDBOOK = Path("/usr/share/doc/debian-handbook/html")
+HANDBOOK_LANG = {"en": "en-US", "de": "de-DE", "es": "es-ES", "fr": "fr-FR", "it": "it-IT", "nl": "nl-NL",
+                 "pt": "pt-BR"}
+MAN_LANG = {"de": "de", "es": "es", "fr": "fr", "it": "it", "nl": "nl", "pt": "pt_BR"}
+HANDBOOK_LICENCE = "GPL-2.0-or-later OR CC-BY-SA-3.0"
+MANPAGES_LICENCE = "GPL-3.0-or-later (translation); original page under its own free licence"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _cut(text: str, limit: int = DOC_MAX_CHARS) -> str:
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n\n", 0, limit)
+    return text[: cut if cut > limit // 3 else limit].strip()
+
+
+def _take(docs: Iterable[dict], budget: int = BUDGET_CHARS) -> list[dict]:
+    out, used = [], 0
+    for d in docs:
+        if len(d["text"]) < 200:
+            continue
+        out.append(d)
+        used += len(d["text"])
+        if used >= budget:
+            break
+    return out
+
+
+class _HandbookText(html.parser.HTMLParser):
+    """Paragraphs, headings, list items and code blocks of one handbook page, as plain text."""
+
+    KEEP = {"p", "h1", "h2", "h3", "h4", "li", "pre", "dt", "dd"}
+    NAV = {"previous", "next", "home", "up"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.nav = False
+        self.blocks: list[str] = []
+        self.buf: list[str] = []
+        self.tag = ""
+        self.divs: list[bool] = []
+
+    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+        cls = dict(attrs).get("class") or ""
+        if tag == "li" and cls in self.NAV:
+            self.nav = True
+        if tag == "div":  # the handbook's paragraphs are <div class="para">
+            self.divs.append(cls in ("para", "formalpara"))
+        if tag in self.KEEP or (tag == "div" and self.divs[-1]):
+            if not self.depth:
+                self.tag = tag
+            self.depth += 1
+
+    def handle_endtag(self, tag):  # noqa: ANN001
+        is_para = tag == "div" and bool(self.divs) and self.divs.pop()
+        if (tag in self.KEEP or is_para) and self.depth:
+            self.depth -= 1
+            if not self.depth:
+                text = "".join(self.buf)
+                text = text if self.tag == "pre" else re.sub(r"\s+", " ", text).strip()
+                if text and not self.nav:
+                    self.blocks.append(("# " if self.tag in ("h1", "h2") else "") + text)
+                self.buf = []
+                self.nav = False
+
+    def handle_data(self, data):  # noqa: ANN001
+        if self.depth:
+            self.buf.append(data)
+
+
+def handbook(lang: str) -> Iterator[dict]:
+    folder = HANDBOOK / HANDBOOK_LANG[lang]
+    for page in sorted(folder.glob("sect.*.html")):
+        parser = _HandbookText()
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+        text = _cut("\n\n".join(parser.blocks))
+        yield {"text": text, "origin": f"debian-handbook 11 ({HANDBOOK_LANG[lang]}/{page.name})",
+               "licence": HANDBOOK_LICENCE}
+
+
+def _reflow(rendered: str) -> str:
+    """Join man(1)'s wrapped lines back into paragraphs; keep headings and examples."""
+    paras = []
+    for block in re.split(r"\n\s*\n", rendered):
+        lines = [ln.rstrip() for ln in block.splitlines() if ln.strip()]
+        if not lines:
+            continue
+        if len(lines) == 1 or not lines[0].startswith(" "):
+            paras.append("\n".join(ln.strip() for ln in lines))
+        else:
+            paras.append(" ".join(ln.strip() for ln in lines))
+    return "\n\n".join(paras[1:-1] if len(paras) > 2 else paras)  # drop the header and footer lines
+
+
+def manpages(lang: str) -> Iterator[dict]:
+    folder = Path("/usr/share/man") / MAN_LANG[lang]
+    env = {**os.environ, "LANG": "C.UTF-8", "MANWIDTH": "80"}
+    for page in sorted(folder.glob("man[1-8]/*.gz")):
+        raw = subprocess.run(["man", "--nj", "--nh", "-E", "UTF-8", "-l", str(page)], capture_output=True,
+                             env=env, timeout=30).stdout
+        plain = subprocess.run(["col", "-b"], input=raw, capture_output=True, env=env).stdout
+        text = _cut(_reflow(plain.decode("utf-8", errors="replace")))
+        yield {"text": text, "origin": f"Debian manpages-{MAN_LANG[lang].lower().replace('_', '-')} 4.18.1 "
+               f"({page.parent.name}/{page.name})", "licence": MANPAGES_LICENCE}
+
+
+def multilingual(lang: str) -> list[dict]:
+    """Half handbook chapters, half manual pages, interleaved, of one language."""
+    hb, mp = _take(handbook(lang), BUDGET_CHARS // 2), _take(manpages(lang), BUDGET_CHARS // 2)
+    return [d for pair in zip(hb, mp, strict=False) for d in pair] + hb[len(mp):] + mp[len(hb):]
+
+
+def python_code() -> list[dict]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    names = ["bisect", "heapq", "textwrap", "fractions", "statistics", "shlex", "colorsys", "graphlib",
+             "fnmatch", "glob", "difflib", "string", "queue", "sched", "calendar", "numbers", "keyword",
+             "reprlib", "tokenize", "base64", "quopri", "uu", "contextlib", "functools", "dataclasses"]
+    docs = []
+    for n in names:
+        path = stdlib / f"{n}.py"
+        if path.is_file():
+            docs.append({"text": _cut(path.read_text(encoding="utf-8"), 12_000),
+                         "origin": f"CPython {sys.version.split()[0]} standard library (Lib/{n}.py)",
+                         "licence": "PSF-2.0"})
+    return docs
+
+
+def scipy_docstrings() -> list[dict]:
+    import scipy.special
+    import scipy.stats
+
+    docs = []
+    for mod in (scipy.stats, scipy.special):
+        for name in sorted(dir(mod)):
+            obj = getattr(mod, name)
+            doc = inspect.getdoc(obj) or ""
+            if "References" in doc and "Notes" in doc and len(doc) > 1500:
+                docs.append({"text": _cut(doc), "origin": f"SciPy {__import__('scipy').__version__} docstring "
+                             f"({mod.__name__}.{name})", "licence": "BSD-3-Clause"})
+    return docs
+
+
+def sympy_docstrings() -> list[dict]:
+    import sympy
+
+    docs = []
+    for name in sorted(dir(sympy)):
+        doc = inspect.getdoc(getattr(sympy, name)) or ""
+        if "Examples" in doc and ">>>" in doc and 800 < len(doc):
+            docs.append({"text": _cut(doc), "origin": f"SymPy {sympy.__version__} docstring (sympy.{name})",
+                         "licence": "BSD-3-Clause"})
+    return docs
+
+
+def pypi_descriptions() -> list[dict]:
+    """Project pages of the installed Python packages (their PyPI long descriptions)."""
+    docs = []
+    for dist in sorted(metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+        raw = dist.read_text("METADATA") or ""
+        msg = Parser().parsestr(raw)
+        body = msg.get_payload() if isinstance(msg.get_payload(), str) else ""
+        lic = msg.get("License-Expression") or msg.get("License") or ""
+        if not lic or len(lic) > 60:
+            lic = next((c.split("::")[-1].strip() for c in msg.get_all("Classifier") or []
+                        if c.startswith("License ::")), "")
+        if len(body) > 1000 and lic and "proprietary" not in lic.lower():
+            docs.append({"text": _cut(body), "origin": f"PyPI project description of {msg['Name']} "
+                         f"{msg['Version']} (METADATA)", "licence": lic})
+    return docs
+
+
+def common_licenses() -> list[dict]:
+    docs = []
+    for name in ["Apache-2.0", "GPL-3", "LGPL-2.1", "MPL-2.0", "Artistic", "GFDL-1.3", "CC0-1.0", "BSD"]:
+        text = Path("/usr/share/common-licenses", name).read_text(encoding="utf-8", errors="replace")
+        for i, part in enumerate(re.split(r"\n\s*\n(?=\s*\d+\.|\s*[A-Z][A-Z ]{6,}\n)", text)):
+            if len(part.strip()) > 200:
+                docs.append({"text": _cut(part), "origin": f"Debian base-files /usr/share/common-licenses/{name} "
+                             f"(part {i})", "licence": "verbatim copying of the licence text permitted"})
+    return docs
+
+
+BUILDERS = {
+    "web_en": pypi_descriptions,
+    "academic_en": scipy_docstrings,
+    "books_en": lambda: handbook("en"),
+    "code": python_code,
+    "math_en": sympy_docstrings,
+    "law_en": common_licenses,
+    **{f"multilingual_{lang}": (lambda lang=lang: multilingual(lang)) for lang in MAN_LANG},
+}
+
+
+def write_jsonl(path: Path, docs: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for d in docs:
+            fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_manifest(sample_dir: Path = SAMPLE_DIR) -> dict:
+    """Hash every sample file and record its origins and licences (``MANIFEST.json``)."""
+    from .sample import SAMPLE_SOURCES
+
+    files = {}
+    for name, meta in SAMPLE_SOURCES.items():
+        path = sample_dir / meta["file"]
+        data = path.read_bytes()
+        docs = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+        files[meta["file"]] = {
+            "source": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "gzip_bytes": len(gzip.compress(data, mtime=0)), "n_docs": len(docs),
+            "chars": sum(len(d.get("text", "")) for d in docs),
+            "origins": sorted({re.sub(r" \(.*\)$", "", d["origin"]) for d in docs}),
+            "licences": sorted({d["licence"] for d in docs}),
+        }
+    manifest = {"description": "Sample corpus shipped with stablelm2 (see stablelm2/data/sample.py)",
+                "files": files}
+    (sample_dir / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+    return manifest
+
+
+def build(sample_dir: Path = SAMPLE_DIR) -> None:
+    sample_dir.mkdir(parents=True, exist_ok=True)
+    for name, fn in BUILDERS.items():
+        docs = _take(fn())
+        write_jsonl(sample_dir / f"{name}.jsonl", docs)
+        print(f"{name}: {len(docs)} docs, {sum(len(d['text']) for d in docs):,} chars", flush=True)
+    write_manifest(sample_dir)
+
+
+if __name__ == "__main__":
+    build()

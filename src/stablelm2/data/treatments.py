@@ -1,0 +1,157 @@
+"""The paper's per-source treatments, implemented: CulturaX's OSCAR filter, FanFics' perplexity
+selection, and Restruct-v1's task templates.
+
+* **CulturaX** (§2): the mC4 part is dropped for its HTML boilerplate; only documents whose
+  ``source`` field names an OSCAR release are kept (:func:`keep_oscar`).
+* **FanFics** (§2): 50k fanfiction.net documents chosen by *lowest perplexity* under a KenLM
+  model. KenLM does not install here, so :class:`NGramLM` is an equivalent word-level n-gram model
+  (interpolated Kneser–Ney, the smoothing KenLM uses) and :func:`lowest_perplexity` keeps the
+  ``keep`` documents it finds most fluent.
+* **Restruct-v1** (§2, Yuan & Liu 2022): raw task records (QA, summarisation, sentiment, NLI,
+  translation, …) rendered into fixed-form text by templates (:func:`restructure`); the template is
+  picked from a hash of the record, so the same record always gives the same text.
+
+>>> from stablelm2.data import treatments as t
+>>> t.keep_oscar({"text": "…", "source": "OSCAR-2301"}), t.keep_oscar({"text": "…", "source": "mC4"})
+(True, False)
+>>> print(t.restructure({"task": "sentiment", "text": "Great!", "label": "positive"}).splitlines()[-1])
+Sentiment: positive
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+
+class TreatmentError(ValueError):
+    """A record lacks the field a treatment needs, or names an unknown task."""
+
+
+# ------------------------------------------------------------------------------ CulturaX
+
+
+def keep_oscar(record: dict[str, Any], field: str = "source") -> bool:
+    """True for CulturaX documents from OSCAR (``OSCAR-2019`` … ``OSCAR-2301``), False for mC4."""
+    if field not in record:
+        raise TreatmentError(f"CulturaX record has no {field!r} field (fields: {', '.join(record)}); "
+                             "the OSCAR filter needs CulturaX's 'source' column")
+    return str(record[field]).lower().startswith("oscar")
+
+
+# ------------------------------------------------------------------------------ FanFics
+
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+class NGramLM:
+    """Word n-gram language model with interpolated Kneser–Ney smoothing (discount 0.75).
+
+    >>> lm = NGramLM(order=3).fit(["the cat sat on the mat", "the dog sat on the log"])
+    >>> lm.perplexity("the cat sat on the log") < lm.perplexity("log the on sat cat the")
+    True
+    """
+
+    def __init__(self, order: int = 3, discount: float = 0.75):
+        if order < 1:
+            raise TreatmentError(f"order = {order} must be at least 1")
+        self.order, self.d = order, discount
+        self.counts: list[Counter] = [Counter() for _ in range(order + 1)]
+        self.context: list[Counter] = [Counter() for _ in range(order + 1)]
+        self.followers: list[defaultdict] = [defaultdict(set) for _ in range(order + 1)]
+        self.continuation: Counter = Counter()
+        self.vocab: set[str] = set()
+
+    def fit(self, texts: Iterable[str]) -> NGramLM:
+        n = self.order
+        for text in texts:
+            toks = ["<s>"] * (n - 1) + words(text) + ["</s>"]
+            self.vocab.update(toks)
+            for k in range(1, n + 1):
+                for i in range(len(toks) - k + 1):
+                    gram = tuple(toks[i:i + k])
+                    if gram[-1] == "<s>":
+                        continue
+                    if self.counts[k][gram] == 0 and k == 2:
+                        self.continuation[gram[-1]] += 1
+                    self.counts[k][gram] += 1
+                    self.context[k][gram[:-1]] += 1
+                    self.followers[k][gram[:-1]].add(gram[-1])
+        self.n_bigram_types = max(1, len(self.counts[2])) if n >= 2 else 1
+        return self
+
+    def _prob(self, word: str, ctx: tuple[str, ...]) -> float:
+        if not ctx:  # continuation unigram (KN), with add-one floor for unseen words
+            if self.order >= 2:
+                return (self.continuation[word] + 1) / (self.n_bigram_types + len(self.vocab) + 1)
+            total = sum(self.counts[1].values())
+            return (self.counts[1][(word,)] + 1) / (total + len(self.vocab) + 1)
+        k = len(ctx) + 1
+        lower = self._prob(word, ctx[1:])
+        c_ctx = self.context[k][ctx]
+        if c_ctx == 0:
+            return lower
+        c = self.counts[k][ctx + (word,)]
+        lam = self.d * len(self.followers[k][ctx]) / c_ctx
+        return max(c - self.d, 0.0) / c_ctx + lam * lower
+
+    def perplexity(self, text: str) -> float:
+        """exp of the mean negative log-probability per word (``</s>`` included)."""
+        if not self.vocab:
+            raise TreatmentError("the n-gram model is empty; call fit() on a reference corpus first")
+        n = self.order
+        toks = ["<s>"] * (n - 1) + words(text) + ["</s>"]
+        nll = [-math.log(self._prob(toks[i], tuple(toks[i - n + 1:i]))) for i in range(n - 1, len(toks))]
+        return math.exp(sum(nll) / len(nll))
+
+
+def lowest_perplexity(docs: list[str], keep: int, lm: NGramLM) -> list[int]:
+    """Indices of the ``keep`` documents with the lowest perplexity (ties broken by index)."""
+    if keep < 0:
+        raise TreatmentError(f"keep = {keep} must not be negative")
+    scored = sorted((lm.perplexity(d), i) for i, d in enumerate(docs))
+    return sorted(i for _, i in scored[:keep])
+
+
+# ------------------------------------------------------------------------------ Restruct-v1
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "qa": ("Read the passage and answer the question.\n\nPassage: {context}\nQuestion: {question}\nAnswer: {answer}",
+           "{context}\n\nQ: {question}\nA: {answer}"),
+    "summarization": ("Summarize the following text.\n\n{document}\n\nSummary: {summary}",
+                      "Article: {document}\n\nTL;DR: {summary}"),
+    "sentiment": ("Classify the sentiment of this review.\n\nReview: {text}\nSentiment: {label}",
+                  "Text: {text}\nSentiment: {label}"),
+    "topic": ("What is the topic of this sentence? Options: {options}.\n\n{text}\nTopic: {label}",
+              "Sentence: {text}\nWhich topic fits best ({options})?\nTopic: {label}"),
+    "nli": ("Premise: {premise}\nHypothesis: {hypothesis}\nDoes the premise entail the hypothesis? "
+            "Answer entailment, neutral or contradiction.\nAnswer: {label}",
+            "{premise}\nQuestion: does it follow that \"{hypothesis}\"?\nAnswer: {label}"),
+    "translation": ("Translate from {source_lang} to {target_lang}.\n\n{source_lang}: {source}\n{target_lang}: {target}",
+                    "{source}\n\nIn {target_lang}: {target}"),
+    "instruction": ("Instruction: {instruction}\n\nResponse: {response}",
+                    "### Instruction:\n{instruction}\n\n### Response:\n{response}"),
+}
+"""Task → templates; each record is rendered with one of them (chosen by a hash of the record)."""
+
+
+def restructure(record: dict[str, Any]) -> str:
+    """Render a raw task record (``{"task": ..., fields...}``) into pre-training text."""
+    task = record.get("task")
+    if task not in TEMPLATES:
+        raise TreatmentError(f"record has task {task!r}; Restruct templates exist for: {', '.join(TEMPLATES)}")
+    key = hashlib.sha256(repr(sorted((k, str(v)) for k, v in record.items())).encode()).digest()[0]
+    template = TEMPLATES[task][key % len(TEMPLATES[task])]
+    fields = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in record.items() if v is not None}
+    missing = [f for f in re.findall(r"{(\w+)}", template) if f not in fields]
+    if missing:
+        raise TreatmentError(f"{task} record lacks field(s) {', '.join(missing)} needed by its template")
+    return template.format(**fields)

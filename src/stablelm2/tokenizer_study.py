@@ -1,0 +1,147 @@
+"""Chapter 02 · the compression study: Arcade100k vs cl100k_base vs a BPE trained here, and digits.
+
+The paper chose Arcade100k for "better compression of code and non-English text". This module
+measures compression on the shipped sample — bytes per token and tokens per word, per source,
+domain and language — for three tokenizers:
+
+* **Arcade100k** (:func:`stablelm2.tokenizer.arcade100k`);
+* **cl100k_base**, the tiktoken encoding it extends (same merges, digits in groups of up to 3);
+* **a byte-level BPE trained here** with ``tokenizers`` on half of the sample (the other half is
+  what all three are measured on), with ``cfg.data.bpe_vocab`` tokens and the same pre-tokenizer.
+
+and what single-digit splitting does to numbers (:func:`digit_study`).
+
+>>> from stablelm2 import config, tokenizer_study
+>>> cfg = config.load("smoke")
+>>> rows = tokenizer_study.digit_study(max_digits=4)
+>>> [(r["digits"], r["arcade100k"], r["cl100k_base"]) for r in rows]
+[(1, 1.0, 1.0), (2, 2.0, 1.0), (3, 3.0, 1.0), (4, 4.0, 2.0)]
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from . import tokenizer
+from .data import sample
+from .data.mixture import _hash_fraction
+from .data.treatments import restructure
+
+Encoder = Callable[[str], list[int]]
+
+
+def study_texts(cfg: Any) -> dict[str, dict[str, list[str]]]:
+    """Per sample source: ``fit`` texts (train the BPE) and ``eval`` texts (measure), split by hash."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, meta in sample.SAMPLE_SOURCES.items():
+        docs = sample.documents(name)
+        texts = [restructure(d) if meta.get("restruct") else d["text"] for d in docs]
+        if cfg.data.study_chars:
+            kept, used = [], 0
+            for t in texts:
+                if used >= cfg.data.study_chars:
+                    break
+                kept.append(t)
+                used += len(t)
+            texts = kept
+        fit = [t for t in texts if _hash_fraction(t) >= 0.5]
+        ev = [t for t in texts if _hash_fraction(t) < 0.5] or texts[:1]
+        out[name] = {"fit": fit, "eval": ev}
+    return out
+
+
+def train_bpe(texts: list[str], vocab_size: int, seed: int = 0):
+    """A byte-level BPE (``tokenizers``) trained on ``texts`` with Arcade100k's pre-tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    if vocab_size < 300:
+        raise ValueError(f"vocab_size = {vocab_size} must be at least 300 (256 bytes + merges)")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(tokenizer.PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<|endoftext|>"])
+    order = list(texts)
+    random.Random(seed).shuffle(order)
+    tok.train_from_iterator(order, trainer=trainer)
+    return tok
+
+
+def encoders(cfg: Any, fit_texts: list[str]) -> dict[str, Encoder]:
+    arc, cl = tokenizer.arcade100k(), tokenizer.cl100k_base()
+    bpe = train_bpe(fit_texts, cfg.data.bpe_vocab, seed=cfg.run.seed)
+    return {"arcade100k": arc.encode_ordinary, "cl100k_base": cl.encode_ordinary,
+            f"bpe_here_{bpe.get_vocab_size() // 1000}k": lambda s: bpe.encode(s).ids}
+
+
+def compression(cfg: Any) -> list[dict[str, Any]]:
+    """One row per (source, tokenizer): bytes, words, tokens, bytes/token, tokens/word."""
+    texts = study_texts(cfg)
+    encs = encoders(cfg, [t for v in texts.values() for t in v["fit"]])
+    rows = []
+    for name, meta in sample.SAMPLE_SOURCES.items():
+        ev = texts[name]["eval"]
+        n_bytes = sum(len(t.encode("utf-8")) for t in ev)
+        n_words = sum(len(t.split()) for t in ev)
+        for tname, enc in encs.items():
+            n_tok = sum(len(enc(t)) for t in ev)
+            rows.append({"source": name, "domain": meta["domain"], "language": meta["language"],
+                         "tokenizer": tname, "bytes": n_bytes, "words": n_words, "tokens": n_tok,
+                         "bytes_per_token": n_bytes / n_tok, "tokens_per_word": n_tok / max(n_words, 1)})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Bytes per token per ``by`` (domain or language) and tokenizer (totals, not means of ratios)."""
+    acc: dict[tuple[str, str], list[int]] = {}
+    for r in rows:
+        a = acc.setdefault((r[by], r["tokenizer"]), [0, 0, 0])
+        a[0] += r["bytes"]
+        a[1] += r["tokens"]
+        a[2] += r["words"]
+    return [{by: k[0], "tokenizer": k[1], "bytes_per_token": b / t, "tokens_per_word": t / max(w, 1)}
+            for k, (b, t, w) in sorted(acc.items())]
+
+
+def digit_study(max_digits: int = 12, n: int = 200, seed: int = 0) -> list[dict[str, Any]]:
+    """Mean tokens per ``d``-digit number (with a leading space, as in text), Arcade100k vs cl100k."""
+    rng = random.Random(seed)
+    arc, cl = tokenizer.arcade100k(), tokenizer.cl100k_base()
+    rows = []
+    for d in range(1, max_digits + 1):
+        nums = [" " + str(rng.randrange(10 ** (d - 1) if d > 1 else 0, 10**d)) for _ in range(n)]
+        # the leading space is its own pre-token in both; count the digit tokens only
+        a = sum(len(arc.encode_ordinary(x)) - 1 for x in nums) / n
+        c = sum(len(cl.encode_ordinary(x)) - 1 for x in nums) / n
+        rows.append({"digits": d, "arcade100k": a, "cl100k_base": c})
+    return rows
+
+
+def digit_alignment(expr: str = "12345 + 67890 = 80235") -> dict[str, list[str]]:
+    """How each tokenizer cuts an addition: Arcade100k aligns digits by place value, cl100k does not."""
+    arc, cl = tokenizer.arcade100k(), tokenizer.cl100k_base()
+    return {"arcade100k": [arc.decode([t]) for t in arc.encode_ordinary(expr)],
+            "cl100k_base": [cl.decode([t]) for t in cl.encode_ordinary(expr)]}
+
+
+def max_digits_per_token(enc_name: str) -> int:
+    """Longest run of digits held by a single token in the vocabulary's reachable pieces (0–9 runs)."""
+    enc = tokenizer.arcade100k() if enc_name == "arcade100k" else tokenizer.cl100k_base()
+    probe = " ".join(str(10**k + 7 * k) for k in range(1, 12)) + " 3.14159265 2024-11-28 1,048,576"
+    return max(len(p) for t in enc.encode_ordinary(probe) if (p := enc.decode([t]).strip()).isdigit())
+
+
+def agreement(directory: Any, texts: list[str]) -> dict[str, int]:
+    """Count texts where the transformers tokenizer in ``directory`` and tiktoken give the same ids."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(directory))
+    enc = tokenizer.arcade100k()
+    same = sum(hf(t, add_special_tokens=False)["input_ids"] == enc.encode(t, allowed_special="all") for t in texts)
+    return {"texts": len(texts), "identical": int(same)}
