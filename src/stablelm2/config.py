@@ -248,16 +248,26 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    formats: tuple[str, ...] = ("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16", "OV_INT4")
-    """Formats to build and compare."""
+    formats: tuple[str, ...] = ("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16", "OV_INT4", "MLX_Q4")
+    """Formats to build and compare (stablelm2.quantization.formats.FORMATS)."""
+    models: tuple[str, ...] = ("stabilityai/stablelm-2-1_6b", "stabilityai/stablelm-2-zephyr-1_6b")
+    """Models to quantize: 'pretrained' (ch05), 'dpo' (ch06), 'random' (seeded untrained cfg.model) or a Hub id."""
     threads: int = 2
     """Threads for inference speed measurements."""
     prompt_tokens: int = 64
     """Prompt length for prompt-processing speed."""
     gen_tokens: int = 32
     """Generated tokens for generation speed."""
+    speed_repeats: int = 2
+    """Timed repeats per format (the best is kept: other processes only slow a run down)."""
+    ppl_tokens: int = 65_536
+    """Held-out tokens for perplexity and KL to the fp32 model."""
+    ppl_window: int = 4096
+    """Tokens per perplexity window."""
     speed_study_1p6b: bool = True
     """Also time the paper-size architecture with random weights."""
+    arch_formats: tuple[str, ...] = ("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16", "OV_INT4")
+    """Formats of the paper-size speed study (random weights; artefacts cached under build/cache)."""
 
 
 @dataclass(frozen=True)
@@ -318,10 +328,10 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"source": "local", "seq_len": 128, "total_tokens": 2_000_000, "epochs": 2, "val_batches": 2,
                  "bpe_vocab": 32_000},
         "model": dict(n_layers=4, d_model=128, n_heads=4, d_ff=352, max_position_embeddings=512),
-        "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=6, total_steps=66, cooldown_steps=10),
-        "train": dict(steps=60, global_batch_tokens=1024, micro_batch=4, n_procs=2, n_nodes=1,
-                      precision="fp32", checkpoint_every=20, eval_every=20, gpu="cpu", ablation_steps=30,
-                      ablation_batch_tokens=512, ablation_d_model=64),
+        "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=4, total_steps=44, cooldown_steps=6),
+        "train": dict(steps=40, global_batch_tokens=1024, micro_batch=4, n_procs=2, n_nodes=1,
+                      precision="fp32", checkpoint_every=20, eval_every=10, gpu="cpu", ablation_steps=24,
+                      ablation_batch_tokens=512, ablation_d_model=32),
         "align": dict(sft_epochs=1, sft_global_batch=16, sft_lr=5e-4, sft_max_samples=0, dpo_lr=5e-5,
                       dpo_beta=0.1, sk_prompts=64, sk_epochs=2, sk_batch=16, sk_lr=3e-4, sk_warmup_steps=5,
                       max_steps=60, micro_batch=4, n_gpus=1, dpo_global_batch=8, max_length=128,
@@ -329,7 +339,9 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "eval": dict(model="", limit=0, batch_size=8, needle_depths=7, needle_min_ctx=64,
                      needle_max_ctx=256, needle_n_ctx=4, needle_seeds=3, needle_gen_tokens=12,
                      bootstrap_iters=1000),
-        "quant": dict(prompt_tokens=64, gen_tokens=32),
+        "quant": dict(formats=("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP32", "OV_FP16", "OV_INT8", "OV_INT4",
+                               "MLX_Q4"), models=("pretrained", "dpo"), prompt_tokens=64, gen_tokens=32,
+                      ppl_tokens=4096, ppl_window=256),
     },
     "smoke": {
         "run": {"preset": "smoke", "offline": True, "device": "cpu"},
@@ -348,7 +360,8 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "eval": dict(model="", limit=4, batch_size=4, needle_depths=3, needle_min_ctx=32,
                      needle_max_ctx=64, needle_n_ctx=2, needle_seeds=2, needle_gen_tokens=6,
                      bootstrap_iters=100),
-        "quant": dict(formats=("F16", "Q8_0", "Q4_0"), prompt_tokens=16, gen_tokens=8,
+        "quant": dict(formats=("F16", "Q8_0", "Q4_0", "Q5_K_M", "OV_INT4", "MLX_Q4"), models=("random",),
+                      prompt_tokens=16, gen_tokens=8, speed_repeats=1, ppl_tokens=256, ppl_window=64,
                       speed_study_1p6b=False),
         "carbon": {},
     },

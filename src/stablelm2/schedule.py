@@ -1,0 +1,424 @@
+"""Chapter 04 · The learning-rate scheduler of §5 (Eq. 1) and the baselines of Appendix B.
+
+Three stages, all pure functions of the optimizer step and the resolved config:
+
+1. linear warm-up from 0 to η_max over ``schedule.warmup_steps`` (9,720 at paper scale);
+2. the main phase, by ``schedule.kind``:
+
+   * ``hybrid`` (Eq. 1, "hyb"): a cosine from η_max towards η_min until the turning point
+     t₀ = T/4, then α/√(t+β), with α, β fixed by continuity of value *and* slope at t₀;
+   * ``hybrid2`` ("hyb2"): the same with the cosine period doubled and t₀ moved to T/2;
+   * ``cosine``: η_min + ½(η_max − η_min)(1 + cos(πt/T)), η_min after T;
+   * ``rsqrt`` (Eq. 2): η_max·√(W/step) after a warm-up of W steps;
+   * ``constant``: η_max;
+
+3. a linear cool-down to zero over the last ``schedule.cooldown_steps`` of ``train.steps``
+   (80k steps ≈ 670B tokens at paper scale), starting from whatever the main phase gives there.
+
+The stripped text leaves four choices open; each is a documented ``schedule`` field:
+``cosine_period`` (1: a full cosine period over T, so the T/4 switch is its midpoint; 2: the usual
+half-cosine over T), ``t_origin`` (t is the global step or counts from the end of warm-up),
+``horizon_excludes_warmup`` (T or T − W) and ``rsqrt_min`` (η_min added to, absent from, or a floor
+under the rsqrt branch). :func:`readings_at` evaluates the plausible readings at one step — chapter
+04 uses it against the released ``global_step420000`` checkpoint's lr = 2.529e-4.
+
+``step`` is the number of optimizer updates already made (``LambdaLR``'s ``last_epoch``), so the
+rate at step 0 is 0 and the rate at ``train.steps`` is 0.
+
+>>> from stablelm2 import config, schedule
+>>> cfg = config.load("paper")
+>>> schedule.learning_rate(0, cfg), schedule.learning_rate(9720, cfg)
+(0.0, 0.001)
+>>> round(schedule.learning_rate(420_000, cfg), 8)
+0.00026344
+>>> import torch
+>>> opt = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=cfg.schedule.peak_lr)
+>>> sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_lambda(cfg))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .config import Config, ScheduleConfig
+
+KINDS = ("hybrid", "hybrid2", "cosine", "rsqrt", "constant")
+
+
+class ScheduleError(ValueError):
+    """A step outside the run, or a schedule that cannot be evaluated."""
+
+
+# ------------------------------------------------------------------------------ Eq. 1 pieces
+
+
+@dataclasses.dataclass(frozen=True)
+class Hybrid:
+    """Eq. 1 resolved to numbers: cosine (period ``period``) until ``t0``, then ``floor`` + α/√(t+β)."""
+
+    peak: float
+    low: float
+    period: float
+    t0: float
+    alpha: float
+    beta: float
+    rsqrt_min: str
+    origin: float
+    """Global step at which t = 0."""
+
+    def cosine(self, t: np.ndarray) -> np.ndarray:
+        return self.low + 0.5 * (self.peak - self.low) * (1.0 + np.cos(2.0 * np.pi * t / self.period))
+
+    def cosine_slope(self, t: np.ndarray) -> np.ndarray:
+        return -0.5 * (self.peak - self.low) * (2.0 * np.pi / self.period) * np.sin(2.0 * np.pi * t / self.period)
+
+    def rsqrt(self, t: np.ndarray) -> np.ndarray:
+        g = self.alpha / np.sqrt(np.maximum(t + self.beta, 1e-12))
+        if self.rsqrt_min == "additive":
+            return self.low + g
+        if self.rsqrt_min == "clip":
+            return np.maximum(self.low, g)
+        return g
+
+    def __call__(self, step: np.ndarray) -> np.ndarray:
+        t = np.asarray(step, dtype=np.float64) - self.origin
+        return np.where(t < self.t0, self.cosine(t), self.rsqrt(t))
+
+
+def horizon(s: ScheduleConfig) -> float:
+    """T of Eq. 1 in steps (``total_steps``, or minus the warm-up when the horizon excludes it)."""
+    return float(s.total_steps - (s.warmup_steps if s.horizon_excludes_warmup else 0))
+
+
+def hybrid(s: ScheduleConfig, *, doubled: bool | None = None, total_steps: float | None = None) -> Hybrid:
+    """Resolve Eq. 1 (or hyb2 when ``doubled``) for a schedule section: t₀, α and β.
+
+    With f the cosine branch (minus η_min when ``rsqrt_min='additive'``), equal value and slope of
+    α/√(t+β) at t₀ give t₀ + β = −f(t₀)/(2 f′(t₀)) and α = f(t₀)·√(t₀ + β). ``total_steps``
+    overrides ``s.total_steps`` with a real number (for root finding).
+    """
+    doubled = (s.kind == "hybrid2") if doubled is None else doubled
+    mult = 2.0 if doubled else 1.0
+    T = (float(s.total_steps) if total_steps is None else float(total_steps)) - (
+        s.warmup_steps if s.horizon_excludes_warmup else 0)
+    period = s.cosine_period * mult * T
+    t0 = s.switch_frac * mult * T
+    base = Hybrid(peak=s.peak_lr, low=s.min_lr, period=period, t0=t0, alpha=0.0, beta=0.0,
+                  rsqrt_min=s.rsqrt_min, origin=float(s.warmup_steps if s.t_origin == "warmup_end" else 0))
+    value = float(base.cosine(np.float64(t0))) - (s.min_lr if s.rsqrt_min == "additive" else 0.0)
+    slope = float(base.cosine_slope(np.float64(t0)))
+    if value <= 0 or slope >= 0:
+        raise ScheduleError(
+            f"Eq. 1 cannot switch at t0 = {t0:.0f}: the cosine branch there has value {value:.3g} and slope "
+            f"{slope:.3g}; α/√(t+β) needs a positive value and a negative slope — move schedule.switch_frac "
+            "before the cosine's minimum or change schedule.cosine_period"
+        )
+    t_plus_beta = -value / (2.0 * slope)
+    return dataclasses.replace(base, alpha=value * math.sqrt(t_plus_beta), beta=t_plus_beta - t0)
+
+
+def _main(steps: np.ndarray, s: ScheduleConfig) -> np.ndarray:
+    """The main phase (after warm-up, before cool-down) at global ``steps``."""
+    if s.kind in ("hybrid", "hybrid2"):
+        return hybrid(s)(steps)
+    if s.kind == "cosine":
+        origin = s.warmup_steps if s.t_origin == "warmup_end" else 0
+        t = np.clip(steps - origin, 0.0, horizon(s))
+        return s.min_lr + 0.5 * (s.peak_lr - s.min_lr) * (1.0 + np.cos(np.pi * t / horizon(s)))
+    if s.kind == "rsqrt":
+        return s.peak_lr * np.sqrt(s.warmup_steps / np.maximum(steps, s.warmup_steps))
+    if s.kind == "constant":
+        return np.full_like(steps, s.peak_lr)
+    raise ScheduleError(f"schedule.kind = {s.kind!r} is not one of {', '.join(KINDS)}")
+
+
+# ------------------------------------------------------------------------------ the entry points
+
+
+def curve(cfg: Config, steps: Any = None) -> np.ndarray:
+    """Learning rate at every step in ``steps`` (default: 0 … ``train.steps``), vectorised."""
+    s, end = cfg.schedule, cfg.train.steps
+    x = np.arange(end + 1, dtype=np.float64) if steps is None else np.asarray(steps, dtype=np.float64)
+    if x.size and (x.min() < 0 or x.max() > end):
+        raise ScheduleError(f"step must lie in [0, train.steps = {end}]; got {x.min():g} … {x.max():g}")
+    w, cd = s.warmup_steps, s.cooldown_steps
+    c0 = end - cd
+    main = _main(np.clip(x, w, c0), s)
+    out = np.where(x < w, s.peak_lr * x / max(w, 1), main)
+    if cd:
+        start = float(_main(np.array([float(c0)]), s)[0])
+        out = np.where(x > c0, start * (end - x) / cd, out)
+    return out
+
+
+def learning_rate(step: float, cfg: Config) -> float:
+    """The learning rate after ``step`` optimizer updates (the entry point of engine and notebook)."""
+    return float(curve(cfg, np.array([step], dtype=np.float64))[0])
+
+
+def lr_lambda(cfg: Config) -> Callable[[int], float]:
+    """Multiplier of ``schedule.peak_lr`` for ``torch.optim.lr_scheduler.LambdaLR``."""
+    peak = cfg.schedule.peak_lr
+
+    def factor(step: int) -> float:
+        return learning_rate(min(step, cfg.train.steps), cfg) / peak
+
+    return factor
+
+
+def with_schedule(cfg: Config, **fields: Any) -> Config:
+    """``cfg`` with some ``schedule`` fields replaced (e.g. ``kind="cosine"``)."""
+    return dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, **fields))
+
+
+def milestones(cfg: Config) -> dict[str, float]:
+    """Steps where the stages change and the rates there."""
+    s = cfg.schedule
+    out: dict[str, float] = {"warmup_end": float(s.warmup_steps),
+                             "cooldown_start": float(cfg.train.steps - s.cooldown_steps),
+                             "end": float(cfg.train.steps)}
+    if s.kind in ("hybrid", "hybrid2"):
+        h = hybrid(s)
+        out.update(switch=h.t0 + h.origin, alpha=h.alpha, beta=h.beta)
+    for k in ("warmup_end", "cooldown_start", "switch"):
+        if k in out:
+            out[f"lr_{k}"] = learning_rate(out[k], cfg)
+    return out
+
+
+def average_lr(cfg: Config) -> float:
+    """Mean learning rate over the run (the schedule integrated over steps, divided by the steps)."""
+    lr = curve(cfg)
+    return float(np.trapezoid(lr) / cfg.train.steps)
+
+
+def switch_continuity(cfg: Config) -> dict[str, float]:
+    """Value and slope of both branches of Eq. 1 at the turning point t₀ (they must agree)."""
+    h = hybrid(cfg.schedule)
+    t0 = np.float64(h.t0)
+    rs = h.alpha / np.sqrt(t0 + h.beta)
+    right = float(h.rsqrt(t0))
+    return {"step": float(h.t0 + h.origin), "value_cosine": float(h.cosine(t0)), "value_rsqrt": right,
+            "slope_cosine": float(h.cosine_slope(t0)), "slope_rsqrt": float(-0.5 * rs / (t0 + h.beta)),
+            "alpha": h.alpha, "beta": h.beta}
+
+
+def torch_lrs(cfg: Config, steps: int | None = None) -> list[float]:
+    """Learning rates a real ``torch.optim.AdamW`` sees under ``LambdaLR(lr_lambda(cfg))``, step by step.
+
+    ``steps`` defaults to the whole run, capped at 20,000 steps (the paper's 500k would take minutes).
+    """
+    import torch
+
+    steps = min(cfg.train.steps, 20_000) if steps is None else steps
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.schedule.peak_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    out = []
+    for _ in range(steps + 1):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def key_steps(cfg: Config) -> list[dict[str, float]]:
+    """The rate at the steps the exact-value tests pin down (start, warm-up end, switch, cool-down, end)."""
+    ms = milestones(cfg)
+    points = {"start": 0.0, "half of warm-up": ms["warmup_end"] / 2, "end of warm-up": ms["warmup_end"]}
+    if "switch" in ms:
+        points["switch (t₀)"] = ms["switch"]
+    points.update({"cool-down starts": ms["cooldown_start"],
+                   "half of cool-down": (ms["cooldown_start"] + ms["end"]) / 2, "end": ms["end"]})
+    return [{"where": k, "step": v, "lr": learning_rate(v, cfg)} for k, v in points.items()]
+
+
+# ------------------------------------------------------------------------------ readings of Eq. 1
+
+
+def readings_at(cfg: Config, step: int, horizons: dict[str, int]) -> list[dict[str, Any]]:
+    """The main-phase rate of Eq. 1 at ``step`` under every plausible reading of the stripped text.
+
+    Each row varies one open choice: the horizon T (named entries of ``horizons``), whether T
+    excludes the warm-up, what t counts from, the cosine's period (full over T, or the usual
+    half-cosine over T) and how η_min enters the rsqrt branch.
+    """
+    rows = []
+    grid = itertools.product(horizons.items(), (False, True), ("zero", "warmup_end"), (1.0, 2.0),
+                             ("additive", "none", "clip"))
+    for (name, T), excl, origin, period, rmin in grid:
+        s = dataclasses.replace(cfg.schedule, kind="hybrid", total_steps=int(T), horizon_excludes_warmup=excl,
+                                t_origin=origin, cosine_period=period, rsqrt_min=rmin)
+        h = hybrid(s)
+        rows.append({"T": name, "T_steps": int(T), "T_minus_warmup": excl, "t_origin": origin,
+                     "cosine": "full period over T" if period == 1.0 else "half-cosine over T",
+                     "rsqrt_min": rmin, "switch_step": h.t0 + h.origin, "lr": float(h(np.float64(step)))})
+    return rows
+
+
+def solve_horizon(cfg: Config, step: int, target: float, lo: float = 100_000,
+                  hi: float = 2_000_000) -> float | None:
+    """The T (in steps) for which Eq. 1 under ``cfg``'s reading gives ``target`` at ``step`` (None if none).
+
+    Scans [lo, hi] for a sign change and refines it with ``scipy.optimize.brentq``.
+    """
+    from scipy.optimize import brentq
+
+    s = cfg.schedule
+
+    def gap(T: float) -> float:
+        return float(hybrid(s, total_steps=T)(np.float64(step))) - target
+
+    grid = np.linspace(lo, hi, 60)
+    vals = [gap(T) for T in grid]
+    for a, b, ga, gb in zip(grid[:-1], grid[1:], vals[:-1], vals[1:], strict=True):
+        if ga == 0:
+            return float(a)
+        if ga * gb < 0:
+            return float(brentq(gap, a, b, xtol=1e-3))
+    return None
+
+
+# ------------------------------------------------------------------------------ the chapter's checks
+
+
+def check_released(paper: Config) -> dict[str, Any]:
+    """Eq. 1 against the released ``global_step420000`` checkpoint's cool-down start lr (2.529e-4).
+
+    Every reading of :func:`readings_at` with T in {config ``train-iters``, 420k + 80k, 420k} is
+    evaluated at the pre-cool-down step; ``best`` is the closest, ``default`` this config's reading,
+    ``naive`` the half-cosine, no-η_min, t-from-0 reading FACTS.md mentions, and ``solved_T`` the
+    horizon for which the default reading would hit the released value exactly.
+    """
+    from . import facts as F
+
+    step = int(F.value("schedule.precooldown_step"))
+    target = float(F.value("schedule.lr_at_cooldown_start"))
+    horizons = {"train-iters": int(F.value("schedule.train_iters")),
+                "420k + 80k": int(F.value("schedule.total_steps_derived")),
+                "420k": step}
+    rows = readings_at(paper, step, horizons)
+    for r in rows:
+        r["rel_diff"] = r["lr"] / target - 1.0
+    rows.sort(key=lambda r: abs(r["rel_diff"]))
+    naive = with_schedule(paper, kind="hybrid", total_steps=horizons["train-iters"], cosine_period=2.0,
+                          rsqrt_min="none", t_origin="zero", horizon_excludes_warmup=False)
+    return {"step": step, "target": target, "readings": rows, "best": rows[0],
+            "default": float(hybrid(paper.schedule)(np.float64(step))),
+            "naive": float(hybrid(naive.schedule)(np.float64(step))),
+            "solved_T": solve_horizon(paper, step, target),
+            "n_readings": len(rows)}
+
+
+def compare_kinds(cfg: Config, kinds: tuple[str, ...] = ("cosine", "hybrid", "hybrid2", "rsqrt")) -> dict[str, Any]:
+    """Curves and average learning rates of the App. B schedules under ``cfg``'s other settings."""
+    out = {}
+    for kind in kinds:
+        c = with_schedule(cfg, kind=kind)
+        out[kind] = {"curve": curve(c), "average": average_lr(c), "milestones": milestones(c)}
+    return out
+
+
+def record_claims(led: Any, paper: Config, check: dict[str, Any], kinds: dict[str, Any]) -> None:
+    """Record chapter 04's claims in a ledger."""
+    from . import facts as F
+
+    led.derive("schedule.warmup_steps", "Warm-up steps = config warmup fraction × train-iters",
+               ours=F.value("schedule.warmup_frac") * F.value("schedule.train_iters"), fact="schedule.warmup_steps",
+               rel_tol=1e-9)
+    led.derive("schedule.cooldown_tokens", "Cool-down tokens = cool-down steps × tokens per step",
+               ours=F.value("schedule.cooldown_steps") * F.value("train.global_batch_tokens"),
+               fact="schedule.cooldown_tokens", rel_tol=0.01)
+    led.derive("schedule.lr_peak_after_warmup", "Learning rate at the end of warm-up (Fig. 2)",
+               ours=learning_rate(paper.schedule.warmup_steps, paper), fact="schedule.peak_lr", rel_tol=1e-9)
+    led.derive("schedule.naive_420k", "Eq. 1 read naively (half-cosine over T = 540k, α/√(t+β), t from step 0) at 420k",
+               ours=check["naive"], fact="schedule.lr_at_420k_naive_reconstruction", rel_tol=0.01)
+    best, top = check["best"], check["readings"][:4]
+    tried = "; ".join(f"T={r['T']}{' − warm-up' if r['T_minus_warmup'] else ''}, t from {r['t_origin']}, {r['cosine']}, "
+                      f"η_min {r['rsqrt_min']}: {r['lr']:.4e} ({r['rel_diff']:+.2%})" for r in top)
+    solved = check["solved_T"]
+    horizons = "/".join(f"{t:,}" for t in sorted({r["T_steps"] for r in check["readings"]}, reverse=True))
+    led.derive("schedule.lr_at_cooldown_start", "Eq. 1 at step 420k vs the released global_step420000 cool-down lr, "
+               "closest of the plausible readings", ours=best["lr"], fact="schedule.lr_at_cooldown_start",
+               rel_tol=0.0, abs_tol=0.5e-8,
+               note=f"tolerance: the rounding of the 4 printed digits (±5e-9). {check['n_readings']} readings tried "
+                    f"(T ∈ {horizons}, T or T − warm-up, t from 0 or from the end of warm-up, full-period or half "
+                    f"cosine, η_min added/absent/floor). Closest: {tried}. This chapter's default reading gives "
+                    f"{check['default']:.4e}; it would need T = "
+                    + (f"{solved:,.0f} steps" if solved else "no T in 100k–2M")
+                    + f" to hit {check['target']:.4g} exactly; none of the tried horizons reproduces all four digits")
+    for kind, fact in (("cosine", "schedule.avg_lr_cosine"), ("hybrid", "schedule.avg_lr_hyb"),
+                       ("hybrid2", "schedule.avg_lr_hyb2")):
+        led.report_only(f"schedule.avg_lr_{kind}", f"Average learning rate of {kind} over the run (App. B)", fact=fact,
+                        why=f"the paper's value is stripped from the text; ours at paper scale: {kinds[kind]['average']:.3e} "
+                            "(App. B's ablation runs are smaller and their settings unknown)")
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def _plot_steps(n: int, points: int = 5000) -> np.ndarray:
+    """At most ~``points`` evenly spaced step indices (first and last included) for plotting."""
+    return np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int))
+
+
+def plot_schedule(cfg: Config, check: dict[str, Any] | None = None) -> Any:
+    """Fig. 2: the full schedule (warm-up, Eq. 1, cool-down) with its milestones."""
+    import matplotlib.pyplot as plt
+
+    lr = curve(cfg)
+    ms = milestones(cfg)
+    x = _plot_steps(lr.size)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(x, lr[x], lw=1.6, label=f"{cfg.schedule.kind} (this chapter's reading of Eq. 1)")
+    for key, label, style in (("warmup_end", "end of warm-up", ":"), ("switch", "cosine → rsqrt", "--"),
+                              ("cooldown_start", "cool-down starts", "-.")):
+        if key in ms:
+            ax.axvline(ms[key], color="grey", ls=style, lw=1)
+            ax.annotate(label, (ms[key], lr.max() * 0.97), rotation=90, va="top", ha="right", fontsize=8)
+    if check is not None:
+        ax.scatter([check["step"]], [check["target"]], color="crimson", zorder=3,
+                   label=f"released global_step{check['step']}: {check['target']:.4g}")
+    ax.set(title=f"Fig. 2 · learning-rate schedule ({cfg.run.preset} preset)", xlabel="optimizer step",
+           ylabel="learning rate")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_kinds(kinds: dict[str, Any], preset: str) -> Any:
+    """App. B: cosine, hyb, hyb2 and rsqrt side by side, each with its average learning rate."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for kind, k in kinds.items():
+        x = _plot_steps(k["curve"].size)
+        ax.plot(x, k["curve"][x], lw=1.4, label=f"{kind} (average {k['average']:.2e})")
+    ax.set(title=f"App. B · schedulers compared, with their average learning rate ({preset} preset)",
+           xlabel="optimizer step", ylabel="learning rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_readings(check: dict[str, Any], top: int = 12) -> Any:
+    """How far Eq. 1 at 420k lands from the released 2.529e-4 under the closest readings (in %)."""
+    import matplotlib.pyplot as plt
+
+    rows = check["readings"][:top][::-1]
+    labels = [f"T={r['T']}{' − W' if r['T_minus_warmup'] else ''} · t from {r['t_origin']} · "
+              f"{'full' if r['cosine'].startswith('full') else 'half'} cosine · η_min {r['rsqrt_min']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.4))
+    ax.barh(range(len(rows)), [100 * r["rel_diff"] for r in rows], color="steelblue")
+    ax.axvline(0, color="crimson", lw=1.5, label=f"released global_step{check['step']}: {check['target']:.4g}")
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.set(title=f"Eq. 1 at step {check['step']:,}: the {top} closest of {check['n_readings']} readings",
+           xlabel="difference from the released learning rate (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
