@@ -170,6 +170,8 @@ class TrainConfig:
     """Global batch of the App. A/B ablations and App. D's baseline (paper: the 4M-token baseline of App. D)."""
     ablation_d_model: int = 0
     """Width of the ablations' proxy model (0 = the preset's model; FFN scales along; the paper ablated 1B models)."""
+    ablation_val_seqs: int = 4
+    """Held-out sequences per source on which each ablation run's final validation loss is measured."""
 
 
 @dataclass(frozen=True)
@@ -330,18 +332,18 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "model": dict(n_layers=4, d_model=128, n_heads=4, d_ff=352, max_position_embeddings=512),
         "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=4, total_steps=44, cooldown_steps=6),
         "train": dict(steps=40, global_batch_tokens=1024, micro_batch=4, n_procs=2, n_nodes=1,
-                      precision="fp32", checkpoint_every=20, eval_every=10, gpu="cpu", ablation_steps=24,
+                      precision="fp32", checkpoint_every=20, eval_every=20, gpu="cpu", ablation_steps=20,
                       ablation_batch_tokens=512, ablation_d_model=32),
-        "align": dict(sft_epochs=1, sft_global_batch=16, sft_lr=5e-4, sft_max_samples=0, dpo_lr=5e-5,
-                      dpo_beta=0.1, sk_prompts=64, sk_epochs=2, sk_batch=16, sk_lr=3e-4, sk_warmup_steps=5,
-                      max_steps=60, micro_batch=4, n_gpus=1, dpo_global_batch=8, max_length=128,
-                      sk_max_new_tokens=24),
+        "align": dict(sft_epochs=1, sft_global_batch=8, sft_lr=5e-4, sft_max_samples=0, dpo_lr=1e-4,
+                      dpo_beta=0.1, dpo_epochs=1, sk_prompts=32, sk_epochs=2, sk_batch=16, sk_lr=3e-4,
+                      sk_warmup_steps=5, max_steps=60, micro_batch=4, n_gpus=1, dpo_global_batch=8, max_length=128,
+                      sk_max_new_tokens=16),
         "eval": dict(model="", limit=0, batch_size=8, needle_depths=7, needle_min_ctx=64,
                      needle_max_ctx=256, needle_n_ctx=4, needle_seeds=3, needle_gen_tokens=12,
                      bootstrap_iters=1000),
         "quant": dict(formats=("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP32", "OV_FP16", "OV_INT8", "OV_INT4",
                                "MLX_Q4"), models=("pretrained", "dpo"), prompt_tokens=64, gen_tokens=32,
-                      ppl_tokens=4096, ppl_window=256),
+                      ppl_tokens=1024, ppl_window=256),
     },
     "smoke": {
         "run": {"preset": "smoke", "offline": True, "device": "cpu"},
@@ -351,8 +353,8 @@ _PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "model": dict(n_layers=2, d_model=64, n_heads=4, d_ff=176, max_position_embeddings=256),
         "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=2, total_steps=12, cooldown_steps=2),
         "train": dict(steps=8, global_batch_tokens=512, micro_batch=4, n_procs=1, n_nodes=1,
-                      precision="fp32", checkpoint_every=4, eval_every=4, gpu="cpu", ablation_steps=3,
-                      ablation_batch_tokens=256),
+                      precision="fp32", checkpoint_every=4, eval_every=0, gpu="cpu", ablation_steps=2,
+                      ablation_batch_tokens=256, ablation_d_model=32, ablation_val_seqs=1),
         "align": dict(sft_epochs=1, sft_global_batch=4, sft_lr=1e-3, sft_max_samples=8, dpo_lr=1e-4,
                       dpo_beta=0.1, sk_prompts=8, sk_epochs=1, sk_batch=4, sk_lr=1e-3, sk_warmup_steps=1,
                       max_steps=3, micro_batch=2, n_gpus=1, dpo_global_batch=4, max_length=64,

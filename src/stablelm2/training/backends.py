@@ -1,0 +1,157 @@
+"""The two ZeRO-1 backends of the engine, behind one small interface.
+
+* :class:`TorchZero` — accelerate prepares the model (DDP when there are several processes, gloo
+  on CPU, NCCL on GPU, bf16 autocast on GPU) and PyTorch's ``ZeroRedundancyOptimizer`` shards the
+  fused AdamW state across the processes (plain fused AdamW on one process);
+* :class:`DeepSpeedZero` — accelerate's ``DeepSpeedPlugin`` with the JSON :mod:`.launch` writes
+  (ZeRO stage 1, bf16, clipping), the paper's layout on GPU nodes. It needs CUDA and ``deepspeed``;
+  it does not run on this project's CPU machines.
+
+Both expose ``model`` (wrapped), ``raw`` (unwrapped), ``optimizer`` (for ``LambdaLR``),
+``micro(last)`` (context around one micro-batch: no gradient sync but on the last), ``backward``,
+``step(max_norm) -> grad norm``, ``optimizer_state`` / ``load_optimizer_state`` (collective) and
+``weights()``.
+
+>>> import torch
+>>> from stablelm2 import config
+>>> from stablelm2.training import backends
+>>> backends.resolve(config.load("smoke"), torch.device("cpu"))
+'torch'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Config
+from . import layout as layout_lib
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups as GPT-NeoX builds them: decay on weight matrices and embeddings, none on biases and norms."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def resolve(cfg: Config, device: torch.device) -> str:
+    """``train.backend`` with ``auto`` resolved: DeepSpeed on CUDA when installed (and ZeRO asked for), else torch."""
+    choice = cfg.train.backend
+    if choice == "auto":
+        if device.type == "cuda" and cfg.train.zero_stage >= 1:
+            import importlib.util
+
+            return "deepspeed" if importlib.util.find_spec("deepspeed") else "torch"
+        return "torch"
+    return choice
+
+
+class TorchZero:
+    """accelerate DDP + PyTorch's ZeroRedundancyOptimizer (AdamW); plain AdamW on one process."""
+
+    name = "torch"
+
+    def __init__(self, accelerator: Any, model: torch.nn.Module, cfg: Config, grad_accum: int):
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        t = cfg.train
+        self.acc = accelerator
+        self.raw = model.to(accelerator.device)
+        groups = param_groups(self.raw, t.weight_decay)
+        # fused AdamW: one pass over each tensor (≈6× faster than foreach on CPU), bit-deterministic
+        kw = dict(lr=cfg.schedule.peak_lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=True)
+        self.zero = accelerator.num_processes > 1 and t.zero_stage >= 1
+        if self.zero:
+            self.optimizer = ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **kw)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, **kw)
+        self.model = accelerator.prepare_model(self.raw)
+
+    def micro(self, last: bool) -> contextlib.AbstractContextManager:
+        if last or self.acc.num_processes == 1:
+            return contextlib.nullcontext()
+        return self.acc.no_sync(self.model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self, max_norm: float) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def optimizer_state(self, into: Path | None) -> dict[str, Any] | None:
+        """Collective: the full optimizer state on rank 0 (ZeRO shards consolidated), None elsewhere."""
+        if self.zero:
+            self.optimizer.consolidate_state_dict(to=0)
+        return self.optimizer.state_dict() if self.acc.is_main_process else None
+
+    def load_optimizer_state(self, state: dict[str, Any], path: Path) -> None:
+        self.optimizer.load_state_dict(state)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.raw.state_dict()
+
+
+class DeepSpeedZero:
+    """DeepSpeed ZeRO-1 through accelerate (the paper's layout on GPU nodes)."""
+
+    name = "deepspeed"
+
+    def __init__(self, accelerator: Any, model: torch.nn.Module, cfg: Config, grad_accum: int):
+        t = cfg.train
+        self.acc = accelerator
+        self.grad_accum = grad_accum
+        self.optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=cfg.schedule.peak_lr,
+                                           betas=(t.beta1, t.beta2), eps=t.eps)
+        self.model, self._wrapped_opt = accelerator.prepare(model, self.optimizer)
+        self.raw = accelerator.unwrap_model(self.model)
+
+    def micro(self, last: bool) -> contextlib.AbstractContextManager:
+        return self.acc.accumulate(self.model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        # DeepSpeed divides by its gradient_accumulation_steps; the engine's loss is already normalised.
+        self.acc.backward(loss * self.grad_accum)
+
+    def step(self, max_norm: float) -> float:
+        # accelerate's backward ran engine.step() (clipping from the JSON, update, zero_grad) at the boundary
+        norm = self.acc.clip_grad_norm_(self.model.parameters(), max_norm)
+        return float(norm) if norm is not None else float("nan")
+
+    def optimizer_state(self, into: Path | None) -> dict[str, Any] | None:
+        self.model.save_checkpoint(str(into), tag="zero")
+        return {"deepspeed": "zero"} if self.acc.is_main_process else None
+
+    def load_optimizer_state(self, state: dict[str, Any], path: Path) -> None:
+        self.model.load_checkpoint(str(path / "deepspeed"), tag="zero", load_module_strict=True,
+                                   load_optimizer_states=True, load_lr_scheduler_states=False)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.acc.get_state_dict(self.model)
+
+
+def accelerator(cfg: Config, backend: str, grad_accum: int, device: torch.device) -> Any:
+    """accelerate's ``Accelerator`` for the backend: CPU or GPU, bf16 autocast on GPU, DeepSpeed plugin if asked."""
+    from accelerate import Accelerator
+
+    bf16 = cfg.train.precision == "bf16" and device.type == "cuda"
+    if backend == "deepspeed":
+        from accelerate.utils import DeepSpeedPlugin
+
+        from . import launch
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        ds = launch.deepspeed_config(cfg, layout_lib.from_config(cfg, n_procs=world), bf16=bf16)
+        return Accelerator(cpu=device.type == "cpu", deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=ds),
+                           gradient_accumulation_steps=grad_accum, mixed_precision="bf16" if bf16 else "no")
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if bf16 else "no")

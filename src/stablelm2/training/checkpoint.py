@@ -1,0 +1,267 @@
+"""Resumable checkpoints: written atomically, verified before use, refused when they do not fit.
+
+A checkpoint is one folder ``<run>/checkpoints/step_0000050/`` holding
+
+* ``model.safetensors`` — the weights (safetensors, fp32 on CPU);
+* ``optimizer.pt`` — the optimizer state (AdamW moments; with ZeRO-1 the shards gathered to rank 0);
+* ``trainer_state.json`` — step, tokens seen, scheduler state, every rank's data-loader position and
+  RNG states (torch, Python, NumPy), and the metrics history so far;
+* ``meta.json`` — the run's identity (the config fields that shape the weights, the process count)
+  with its fingerprint, and the sha256 of every file above.
+
+The folder is written under a temporary name and renamed into place only when every file is on
+disk (``os.replace`` is atomic), so a run killed while saving leaves the previous checkpoint intact
+and never a half-written one under a real name. :func:`verify` re-hashes the files and compares
+the identity before anything is loaded: a damaged checkpoint or one from another configuration is
+refused with a :class:`CheckpointError` that says what differs, and nothing is written.
+
+This module is plain file I/O (rank 0 writes, every rank reads); the engine does the collective
+parts (gathering ZeRO shards, loader positions and RNG states).
+
+>>> import tempfile, torch
+>>> from pathlib import Path
+>>> from stablelm2.training import checkpoint
+>>> root = Path(tempfile.mkdtemp())
+>>> ident = {"model": {"d_model": 8}, "world_size": 1}
+>>> p = checkpoint.save(root, 5, model_state={"w": torch.ones(2)}, optimizer_state={"state": {}},
+...                     trainer_state={"step": 5}, identity=ident)
+>>> p.name, checkpoint.latest(root) == p
+('step_0000005', True)
+>>> checkpoint.load(p, ident).trainer_state["step"]
+5
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import Config
+
+FILES = ("model.safetensors", "optimizer.pt", "trainer_state.json")
+_STEP_DIR = re.compile(r"^step_(\d{7,})$")
+# Fields that do not change the weights a run produces: how often it saves or evaluates, the
+# hardware it is priced for, the cluster size of the paper plan (the real process count is recorded),
+# and the settings of the appendix ablations (separate runs with their own identity).
+_NOT_IDENTITY = {"train": {"checkpoint_every", "eval_every", "launch", "gpu", "n_nodes", "n_procs", "backend",
+                           "ablation_steps", "ablation_batch_tokens", "ablation_d_model", "ablation_val_seqs"}}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, damaged or from another run; the message names the problem and the fix."""
+
+
+def identity(cfg: Config, world_size: int, **extra: Any) -> dict[str, Any]:
+    """What must match for a checkpoint to continue this run (config sections that shape the weights)."""
+    full = cfg.to_dict()
+    out: dict[str, Any] = {}
+    for section in ("model", "data", "schedule", "train"):
+        out[section] = {k: v for k, v in full[section].items() if k not in _NOT_IDENTITY.get(section, set())}
+    out["seed"] = cfg.run.seed
+    out["world_size"] = world_size
+    out.update({k: v for k, v in extra.items()})
+    return json.loads(json.dumps(out, sort_keys=True, default=list))
+
+
+def fingerprint(ident: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return Path(root) / f"step_{step:07d}"
+
+
+def all_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every complete checkpoint under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _STEP_DIR.match(p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest(root: Path) -> Path | None:
+    """The newest checkpoint folder under ``root`` (``None`` when there is none)."""
+    found = all_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def save(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimizer_state: dict[str, Any],
+         trainer_state: dict[str, Any], identity: dict[str, Any], keep: int = 1,
+         extra_files: dict[str, Path] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints. Returns its folder.
+
+    ``extra_files`` (name → existing file or folder) are moved in as well, e.g. an engine's own
+    optimizer shards; they are hashed like the rest.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = step_dir(root, step)
+    if final.exists():
+        raise CheckpointError(f"{final} already exists; a run never writes the same step twice")
+    tmp = root / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()},
+                  str(tmp / "model.safetensors"), metadata={"step": str(step)})
+        torch.save(optimizer_state, tmp / "optimizer.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, default=_plain), encoding="utf-8")
+        for name, src in (extra_files or {}).items():
+            shutil.move(str(src), str(tmp / name))
+        hashes = {}
+        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            _fsync_file(f)
+            hashes[str(f.relative_to(tmp))] = _sha256(f)
+        meta = {"step": step, "identity": identity, "fingerprint": fingerprint(identity), "files": hashes,
+                "format": 1, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+        _fsync_file(tmp / "meta.json")
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    dir_fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    for _, old in all_checkpoints(root)[:-keep] if keep > 0 else []:
+        trash = root / f".trash-{old.name}-{os.getpid()}"
+        os.replace(old, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    return final
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"{type(x).__name__} cannot go into trainer_state.json")
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        key = f"{prefix}{k}"
+        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(_differences(va, vb, key + "."))
+        elif va != vb:
+            out.append(f"{key}: checkpoint {va!r}, this run {vb!r}")
+    return out
+
+
+def verify(path: Path, expected_identity: dict[str, Any]) -> dict[str, Any]:
+    """Check that ``path`` is complete, undamaged and from this run; return its ``meta.json``."""
+    path = Path(path)
+    meta_file = path / "meta.json"
+    others = [p.name for _, p in all_checkpoints(path.parent) if p != path]
+    fix = (f"delete {path} to resume from {others[-1]}" if others else
+           f"delete {path.parent} (or choose another output folder) to start afresh")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        files = meta["files"]
+        ident = meta["identity"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged: meta.json is missing or unreadable ({exc}); {fix}") from exc
+    for name in FILES:
+        if name not in files:
+            raise CheckpointError(f"checkpoint {path} is damaged: {name} is not listed in meta.json; {fix}")
+    for name, digest in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {path} is damaged: {name} is missing; {fix}")
+        if _sha256(f) != digest:
+            raise CheckpointError(f"checkpoint {path} is damaged: {name} does not match its sha256 in meta.json; {fix}")
+    if meta.get("fingerprint") != fingerprint(expected_identity):
+        diff = _differences(ident, expected_identity)
+        raise CheckpointError(
+            f"checkpoint {path} belongs to a different run and cannot be resumed here: "
+            + "; ".join(diff[:8]) + ("; …" if len(diff) > 8 else "")
+            + ". Resume with the same configuration and process count, or write to another output folder"
+        )
+    return meta
+
+
+@dataclass
+class Loaded:
+    path: Path
+    step: int
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    trainer_state: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def load(path: Path, expected_identity: dict[str, Any], *, verified: bool = False) -> Loaded:
+    """Verify (unless already ``verified``) and read a checkpoint."""
+    path = Path(path)
+    meta = verify(path, expected_identity) if not verified else json.loads((path / "meta.json").read_text())
+    return Loaded(
+        path=path, step=int(meta["step"]),
+        model_state=load_file(str(path / "model.safetensors")),
+        optimizer_state=torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True),
+        trainer_state=json.loads((path / "trainer_state.json").read_text(encoding="utf-8")),
+        meta=meta,
+    )
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states (torch CPU and CUDA, Python, NumPy) in JSON-able form."""
+    import random
+
+    import numpy as np
+
+    py = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state().tolist(),
+        "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+    v, keys, gauss = state["python"]
+    random.setstate((v, tuple(keys), gauss))
+    name, nkeys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(nkeys, dtype=np.uint32), pos, has_gauss, cached))

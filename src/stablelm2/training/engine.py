@@ -1,0 +1,422 @@
+"""Chapter 05 · The pre-training engine: one loop, on accelerate, with ZeRO stage 1.
+
+Stable LM 2 was trained with data parallelism and ZeRO stage 1 (optimizer state sharded across
+the 512 GPUs), AdamW (β = 0.9, 0.95, ε = 1e-8, weight decay 0.1), gradient clipping at 1.0, bf16
+mixed precision with the cross-entropy in fp32, the hybrid schedule of §5 and packed sequences
+whose attention does not cross documents. :func:`train` is that loop, and the same loop runs at
+every scale:
+
+* **processes** — accelerate's ``Accelerator`` owns the process group: launched by
+  ``torchrun --nproc_per_node 2`` it is DDP over gloo on CPU (``Accelerator(cpu=True)``), on GPU
+  nodes NCCL. Alone it is one process;
+* **ZeRO-1** — ``train.backend`` ``torch``: PyTorch's ``ZeroRedundancyOptimizer`` shards the AdamW
+  state across the processes (works on CPU); ``deepspeed``: DeepSpeed ZeRO stage 1 through
+  accelerate's ``DeepSpeedPlugin``, with the same JSON that :mod:`.launch` writes for the paper's
+  cluster (``auto`` picks DeepSpeed on CUDA when it is installed, torch otherwise);
+* **the batch** — :mod:`.layout` turns ``train.global_batch_tokens`` into micro-batches and
+  gradient accumulation for the process count at hand; the loss is the mean over every target
+  token of the global batch (counts are all-reduced first), so 1 and 2 processes optimise the
+  same objective;
+* **data** — chapter 01's ``data.packed_loader`` (one stream per rank, ``position_ids`` restarting
+  at each document, which transformers turns into a block-diagonal causal mask) and
+  ``data.validation_sets`` for the held-out loss per domain;
+* **schedule** — chapter 04's ``schedule.lr_lambda`` under ``LambdaLR``;
+* **bookkeeping** — loss, learning rate, gradient norm, tokens/s and MFU (model FLOPs from
+  chapter 03 over the device's peak: A100 312, H100 989 TFLOP/s bf16, CPU measured with
+  ``hardware.matmul_peak_flops``) every step, with a tqdm bar; checkpoints via :mod:`.checkpoint`
+  every ``train.checkpoint_every`` steps, from which a killed run resumes bit-exactly.
+
+A run writes into its folder: ``run_config.json``, ``progress.json`` (after every step),
+``checkpoints/step_*/``, and at the end ``history.json`` and ``model/`` (``save_pretrained``,
+safetensors).
+
+>>> from stablelm2 import config
+>>> from stablelm2.training import engine
+>>> cfg = config.load("smoke", **{"train.steps": 4})
+>>> hist = engine.train(cfg, "/tmp/run", progress=False)     # doctest: +SKIP
+>>> hist["summary"]["steps"]                                  # doctest: +SKIP
+4
+
+Two processes: ``torchrun --standalone --nproc_per_node 2 -m stablelm2.training.engine --preset
+cpu --out build/run`` (or :func:`stablelm2.training.launch.spawn`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import config as config_lib
+from ..config import Config
+from ..record import atomic_write_json
+from . import backends
+from . import checkpoint as ckpt
+from . import layout as layout_lib
+
+IGNORE = -100
+
+
+# ------------------------------------------------------------------------------ small pieces
+
+
+def config_from_dict(d: dict[str, dict[str, Any]]) -> Config:
+    """Rebuild a :class:`Config` from ``cfg.to_dict()`` (validated again)."""
+    overrides = {f"{s}.{k}": v for s, fields in d.items() for k, v in fields.items() if (s, k) != ("run", "preset")}
+    return config_lib.load(d["run"]["preset"], **overrides)
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross-entropy (fp32) and the number of target tokens.
+
+    ``labels`` follows transformers' convention: the same positions as ``input_ids`` (shifted here),
+    ``-100`` where no loss is taken.
+    """
+    targets = torch.full_like(labels, IGNORE)
+    targets[:, :-1] = labels[:, 1:]  # shift the targets, not the logits: no copy of the [B, S, V] tensor
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+    return loss, (targets != IGNORE).sum()
+
+
+def device_peak_flops(device: torch.device, cfg: Config, world_size: int) -> tuple[float, str]:
+    """Peak FLOP/s of all devices of this run, and what the number is."""
+    if device.type == "cuda":
+        from .. import carbon
+
+        name = torch.cuda.get_device_name(device)
+        key = "H100-80GB" if "H100" in name else "A100-80GB" if "A100" in name and "80" in name else \
+            "A100-40GB" if "A100" in name else cfg.train.gpu
+        peak = carbon.gpu_type(key).peak_tflops * 1e12
+        return peak * world_size, f"{world_size} × {name} at {peak / 1e12:.0f} TFLOP/s (bf16 dense, datasheet)"
+    from .. import hardware
+
+    threads = torch.get_num_threads() * world_size
+    peak = hardware.matmul_peak_flops(threads)
+    return peak, f"CPU, measured fp32 matmul peak with {threads} thread(s) = {peak / 1e9:.1f} GFLOP/s"
+
+
+def run_identity(cfg: Config, world: int, *, weights: dict[str, float] | None = None, tag: str | None = None,
+                 device: torch.device | None = None) -> dict[str, Any]:
+    """What makes two runs the same run: the checkpoint identity with the process count and backend."""
+    dev = device or _device(cfg)
+    return ckpt.identity(cfg, world, weights=weights, backend=backends.resolve(cfg, dev), tag=tag)
+
+
+def _device(cfg: Config) -> torch.device:
+    return torch.device("cuda" if cfg.run.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------------------ collectives
+
+
+def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def _gather(obj: Any, world: int) -> list[Any]:
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _broadcast(obj: Any, world: int) -> Any:
+    if world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, sets: dict[str, list[dict[str, torch.Tensor]]], device: torch.device,
+             rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """Held-out loss per domain and overall (token-weighted), batches sharded over the processes."""
+    names = sorted(sets)
+    sums = torch.zeros(len(names), dtype=torch.float64, device=device)
+    counts = torch.zeros(len(names), dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    i = 0
+    for j, name in enumerate(names):
+        for batch in sets[name]:
+            if i % world == rank:
+                logits = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
+                               use_cache=False).logits
+                s, n = token_loss(logits, batch["labels"].to(device))
+                sums[j] += s.double()
+                counts[j] += n.double()
+            i += 1
+    model.train(was_training)
+    _all_reduce(sums, world)
+    _all_reduce(counts, world)
+    per = {n: float(sums[j] / counts[j]) for j, n in enumerate(names) if counts[j] > 0}
+    total = float(sums.sum() / counts.sum()) if counts.sum() > 0 else float("nan")
+    return {"val_loss": total, "domains": per, "val_tokens": int(counts.sum())}
+
+
+# ------------------------------------------------------------------------------ the loop
+
+
+def _default_loader(cfg: Config, rank: int, world: int, weights: dict[str, float] | None) -> Any:
+    from .. import data
+
+    return data.packed_loader(cfg, "train", rank=rank, world_size=world, weights=weights)
+
+
+def _default_val_sets(cfg: Config) -> dict[str, list[dict[str, torch.Tensor]]]:
+    from .. import data
+
+    return data.validation_sets(cfg)
+
+
+def _default_model(cfg: Config) -> torch.nn.Module:
+    from .. import model
+
+    return model.build(cfg)
+
+
+def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dict[str, float] | None = None,
+          stop: Callable[[dict[str, Any]], bool] | None = None, tag: str | None = None,
+          save_model: bool = True, progress: bool = True,
+          model_factory: Callable[[Config], torch.nn.Module] | None = None,
+          loader_factory: Callable[..., Any] | None = None,
+          val_factory: Callable[[Config], dict[str, list[dict[str, torch.Tensor]]]] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` into ``out_dir``; returns the metrics history (also ``out_dir/history.json``).
+
+    Runs in every process of a torchrun launch (or alone). ``resume``: continue from the newest
+    checkpoint in ``out_dir`` (refused if it is damaged or from another configuration); with
+    ``resume=False`` a folder that already holds checkpoints is refused. ``weights``: mixture
+    weights per sample source for ``data.packed_loader`` (App. A). ``stop``: called with the history
+    after every step; ``True`` ends the run there (App. D trains until a target loss). The factories
+    replace the model, the training stream and the validation sets (tests). ``tag`` names what
+    ``stop`` does (it becomes part of the run's identity); ``save_model=False`` skips ``model/``.
+    """
+    from .. import model as model_lib
+
+    out = Path(out_dir)
+    t_start = time.perf_counter()
+    device = _device(cfg)
+    world_env = int(os.environ.get("WORLD_SIZE", "1"))
+    lay = layout_lib.from_config(cfg, n_procs=world_env)
+    backend_name = backends.resolve(cfg, device)
+    acc = backends.accelerator(cfg, backend_name, lay.grad_accum, device)
+    rank, world = acc.process_index, acc.num_processes
+    main = acc.is_main_process
+    ident = run_identity(cfg, world, weights=weights, tag=tag, device=device)
+    ck_root = out / "checkpoints"
+
+    # -- refuse before writing anything
+    found = ckpt.latest(ck_root)
+    problem = None
+    if main and found is not None:
+        if not resume:
+            problem = (f"{out} already holds checkpoints ({found.name}); resume it (resume=True) or write to "
+                       "another folder — nothing was overwritten")
+        else:
+            try:
+                ckpt.verify(found, ident)
+            except ckpt.CheckpointError as exc:
+                problem = str(exc) + " — nothing was overwritten"
+    problem = _broadcast(problem, world)
+    if problem:
+        raise ckpt.CheckpointError(problem)
+
+    torch.manual_seed(cfg.run.seed + rank)
+    net = (model_factory or _default_model)(cfg)
+    backend = (backends.DeepSpeedZero if backend_name == "deepspeed" else backends.TorchZero)(acc, net, cfg,
+                                                                                              lay.grad_accum)
+    from .. import schedule
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(backend.optimizer, schedule.lr_lambda(cfg))
+    loader = (loader_factory or _default_loader)(cfg, rank, world, weights)
+    val_sets = (val_factory or _default_val_sets)(cfg)
+    history: dict[str, Any] = {"fingerprint": ckpt.fingerprint(ident), "identity": ident,
+                               "layout": lay.to_dict(), "world_size": world, "backend": backend_name,
+                               "device": str(device), "weights": weights, "steps": [], "evals": []}
+    start, tokens = 0, 0
+    if found is not None:
+        state = ckpt.load(found, ident, verified=True)
+        backend.raw.load_state_dict(state.model_state)
+        backend.load_optimizer_state(state.optimizer_state, found)
+        ts = state.trainer_state
+        scheduler.load_state_dict(ts["scheduler"])
+        loader.load_state_dict(ts["loaders"][rank])
+        ckpt.set_rng_state(ts["rng"][rank])
+        history = ts["history"]
+        start, tokens = state.step, ts["tokens"]
+        history["resumed_from"] = history.get("resumed_from", []) + [state.step]
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "run_config.json", {"config": cfg.to_dict(), "world_size": world,
+                                                    "backend": backend_name, "weights": weights,
+                                                    "layout": lay.to_dict()})
+        print(f"[engine] {lay.describe()}; backend {backend_name}"
+              f"{' ZeRO-1' if backend_name == 'deepspeed' or getattr(backend, 'zero', False) else ''}; "
+              f"device {device}" + (f"; resuming at step {start}" if start else ""), flush=True)
+
+    # rank 0 measures the machine's peak while the others wait in the broadcast (no contention)
+    peak, peak_basis = _broadcast(device_peak_flops(device, cfg, world) if main else None, world)
+    flops_tok = model_lib.flops_per_token(cfg)["total"]
+    history.update(peak_flops=peak, peak_basis=peak_basis, flops_per_token=flops_tok)
+    it: Iterator[dict[str, torch.Tensor]] = iter(loader)
+    model = backend.model
+    model.train()
+    bar = tqdm(total=cfg.train.steps, initial=start, desc=f"train ({cfg.run.preset}, {world} proc)",
+               unit="step", disable=not (progress and main), mininterval=1.0, dynamic_ncols=True)
+    step = start
+    while step < cfg.train.steps and "stopped_early" not in history:
+        t0 = time.perf_counter()
+        batches = [next(it) for _ in range(lay.grad_accum)]
+        n_local = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+        n_global = _all_reduce(torch.tensor([float(n_local)], device=device), world).item()
+        if n_global == 0:
+            raise RuntimeError(f"step {step + 1}: the global batch has no target tokens (all labels are -100)")
+        lr = scheduler.get_last_lr()[0]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        for i, b in enumerate(batches):
+            with backend.micro(last=i == len(batches) - 1):
+                logits = model(input_ids=b["input_ids"].to(device), position_ids=b["position_ids"].to(device),
+                               use_cache=False).logits
+                s, _ = token_loss(logits, b["labels"].to(device))
+                backend.backward(s * (world / n_global))
+            loss_sum += s.detach().double()
+        norm = backend.step(cfg.train.grad_clip)
+        scheduler.step()
+        loss = _all_reduce(loss_sum, world).item() / n_global
+        step += 1
+        tokens += lay.global_batch_tokens
+        dt = time.perf_counter() - t0
+        tps = lay.global_batch_tokens / dt
+        rec = {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens": tokens,
+               "step_s": dt, "tokens_per_s": tps, "mfu": tps * flops_tok / peak}
+        history["steps"].append(rec)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"step {step}: loss is {loss}; lower schedule.peak_lr or check the data")
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}", refresh=False)
+        if stop is not None and _broadcast(bool(stop(history)) if main else None, world):
+            history["stopped_early"] = step
+        last = step == cfg.train.steps or "stopped_early" in history
+        ev_every = cfg.train.eval_every
+        if last or (ev_every and step % ev_every == 0):
+            ev = {"step": step, "tokens": tokens, **evaluate(model, val_sets, device, rank, world)}
+            history["evals"].append(ev)
+        if main:
+            atomic_write_json(out / "progress.json", {"step": step, "loss": loss, "tokens": tokens})
+        ck_every = cfg.train.checkpoint_every
+        if ck_every and step % ck_every == 0 and not last:
+            _save_checkpoint(backend, scheduler, loader, history, step, tokens, ident, ck_root, rank, world)
+    bar.close()
+    history["summary"] = _summary(history, step, tokens, time.perf_counter() - t_start)
+    if main:
+        if save_model:
+            _save_final(backend.raw, backend.weights(), out)
+        atomic_write_json(out / "history.json", history)
+        print(f"[engine] done: {step} steps, {tokens:,} tokens, final loss {history['summary']['final_loss']:.4f}, "
+              f"val loss {history['summary']['final_val_loss']:.4f}", flush=True)
+    if world > 1:
+        dist.barrier()
+    return history
+
+
+def _summary(history: dict[str, Any], step: int, tokens: int, wall: float) -> dict[str, Any]:
+    steps = history["steps"]
+    timed = steps[1:] or steps
+    tps = sum(r["tokens_per_s"] for r in timed) / max(len(timed), 1)
+    ev = history["evals"][-1] if history["evals"] else {}
+    return {
+        "steps": step, "tokens": tokens, "final_loss": steps[-1]["loss"] if steps else float("nan"),
+        "final_val_loss": ev.get("val_loss", float("nan")), "final_domains": ev.get("domains", {}),
+        "mean_lr": sum(r["lr"] for r in steps) / max(len(steps), 1),
+        "tokens_per_s": tps, "mfu": tps * history["flops_per_token"] / history["peak_flops"], "wall_s": wall,
+    }
+
+
+def _save_checkpoint(backend: Any, scheduler: Any, loader: Any, history: dict[str, Any], step: int, tokens: int,
+                     ident: dict[str, Any], root: Path, rank: int, world: int) -> None:
+    """Collective: gather shards, loader positions and RNG states; rank 0 writes the checkpoint atomically."""
+    main = rank == 0
+    ds_tmp = None
+    if backend.name == "deepspeed":
+        ds_tmp = _broadcast(str(root / f".ds-{step:07d}-{os.getpid()}") if main else None, world)
+    opt_state = backend.optimizer_state(Path(ds_tmp) if ds_tmp else None)
+    loaders = _gather(loader.state_dict(), world)
+    rngs = _gather(ckpt.rng_state(), world)
+    weights = backend.weights()
+    if main:
+        ckpt.save(root, step, model_state=weights, optimizer_state=opt_state,
+                  trainer_state={"step": step, "tokens": tokens, "scheduler": scheduler.state_dict(),
+                                 "loaders": loaders, "rng": rngs, "history": history},
+                  identity=ident, extra_files={"deepspeed": Path(ds_tmp)} if ds_tmp else None)
+    if world > 1:
+        dist.barrier()
+
+
+def _save_final(raw: torch.nn.Module, weights: dict[str, torch.Tensor], out: Path) -> Path:
+    """``save_pretrained`` into ``out/model`` via a temporary folder (atomic)."""
+    final = out / "model"
+    tmp = out / f".model-tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    raw.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+    if final.exists():
+        old = out / f".model-old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    return final
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stablelm2.training.engine --config run.json --out DIR`` (what :func:`launch.spawn` runs)."""
+    ap = argparse.ArgumentParser(prog="python -m stablelm2.training.engine")
+    ap.add_argument("--config", type=Path, required=True, help="JSON written by launch.spawn: config, weights, …")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    spec = json.loads(args.config.read_text(encoding="utf-8"))
+    cfg = config_from_dict(spec["config"])
+    if cfg.run.offline:
+        from ..record import go_offline
+
+        go_offline()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    try:
+        train(cfg, args.out, resume=not args.no_resume, weights=spec.get("weights"), progress=not args.no_progress)
+    except (ckpt.CheckpointError, config_lib.ConfigError, layout_lib.LayoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

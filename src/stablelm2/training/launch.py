@@ -1,0 +1,339 @@
+"""Launching the engine: two local processes with torchrun, or 64 P4d nodes with SLURM + accelerate + DeepSpeed.
+
+* :func:`spawn` starts :mod:`.engine` as a subprocess — ``torchrun --standalone --nproc_per_node N``
+  for N > 1 (``accelerate launch --cpu --num_processes 2`` silently starts one process), plain
+  ``python -m`` for one — streams its output and returns the metrics history it wrote.
+* :func:`write_launch_files` writes what the paper's run needs on a GPU cluster: the DeepSpeed
+  ZeRO-1 JSON (bf16, micro-batch 2, accumulation 2, clipping 1.0, fp32 all-reduce), a multi-node
+  accelerate config (64 machines × 8 processes) that points at it, a SLURM batch script for 64
+  AWS P4d nodes that runs ``accelerate launch`` on every node, and the run spec the engine reads.
+* :func:`validate_launch_files` loads each file with the tool that consumes it: accelerate's
+  ``load_config_from_file`` and its ``launch`` argument validation, DeepSpeed's ``DeepSpeedConfig``
+  parser (with a stand-in data-parallel world of 512, since no process group exists here) and
+  ``bash -n`` plus a check of every ``#SBATCH`` directive for the SLURM script (``sbatch`` itself
+  is not installed here, so SLURM never parses it).
+
+>>> from stablelm2 import config
+>>> from stablelm2.training import launch, layout
+>>> cfg = config.load("paper")
+>>> ds = launch.deepspeed_config(cfg, layout.from_config(cfg))
+>>> ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["zero_optimization"]["stage"]
+(2, 2, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import Config
+from ..record import atomic_write_json, atomic_write_text
+from . import layout as layout_lib
+from .layout import BatchLayout
+
+ENGINE_MODULE = "stablelm2.training.engine"
+FILES = {"deepspeed": "deepspeed_zero1.json", "accelerate": "accelerate_multinode.yaml",
+         "slurm": "train_p4d.sbatch", "spec": "run_spec.json"}
+
+
+class LaunchError(RuntimeError):
+    """A launched run failed, or a launch file does not load; the message carries the tool's words."""
+
+
+# ------------------------------------------------------------------------------ local runs
+
+
+def command(nproc: int, spec: Path, out_dir: Path, *, resume: bool = True, progress: bool = True) -> list[str]:
+    """The command line that runs the engine on ``nproc`` local processes."""
+    if nproc < 1:
+        raise LaunchError(f"nproc = {nproc} must be at least 1")
+    tail = ["-m", ENGINE_MODULE, "--config", str(spec), "--out", str(out_dir)]
+    tail += [] if resume else ["--no-resume"]
+    tail += [] if progress else ["--no-progress"]
+    if nproc == 1:
+        return [sys.executable, *tail]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *tail]
+
+
+def write_spec(cfg: Config, path: Path, *, weights: dict[str, float] | None = None) -> Path:
+    """The JSON the engine's command line reads: the resolved config plus the run's options."""
+    atomic_write_json(path, {"config": cfg.to_dict(), "weights": weights})
+    return path
+
+
+def start(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, float] | None = None,
+          resume: bool = True, progress: bool = True,
+          stdout: Any = None) -> subprocess.Popen:
+    """Start the engine in the background (its own process group, so it can be stopped as one)."""
+    out_dir = Path(out_dir)
+    spec = Path(tempfile.mkdtemp(prefix="stablelm2-spec-")) / "spec.json"
+    write_spec(cfg, spec, weights=weights)
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return subprocess.Popen(command(nproc, spec, out_dir, resume=resume, progress=progress), env=env,
+                            stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
+    """Send ``sig`` to a started run and every process under it (torchrun puts its workers in their
+    own sessions, so signalling the launcher's process group alone would leave them running).
+    Returns the process ids signalled; waits until they are gone."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    for p in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
+    proc.wait(timeout=30)  # reap the launcher through Popen, which keeps its exit status
+    psutil.wait_procs(tree[1:], timeout=30)
+    return [p.pid for p in tree]
+
+
+def spawn(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, float] | None = None,
+          resume: bool = True, progress: bool = True,
+          echo: bool = True) -> dict[str, Any]:
+    """Run the engine on ``nproc`` local processes to the end; return its ``history.json``."""
+    proc = start(cfg, out_dir, nproc, weights=weights, resume=resume, progress=progress)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip("\n")])[-40:]
+        if echo and not line.startswith("W") and "OMP_NUM_THREADS" not in line and not set(line.strip()) <= {"*"}:
+            print(line, end="", file=sys.stderr if "\r" in line or "it/s" in line or "step/s" in line else sys.stdout,
+                  flush=True)
+    rc = proc.wait()
+    if rc != 0:
+        errors = [t for t in tail if t.startswith("error:")]
+        raise LaunchError(
+            f"the training run in {out_dir} failed (exit code {rc}): "
+            + (errors[-1][len("error: "):] if errors else "\n".join(tail[-15:]))
+        )
+    return json.loads((Path(out_dir) / "history.json").read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------ cluster files
+
+
+def deepspeed_config(cfg: Config, lay: BatchLayout, *, bf16: bool | None = None) -> dict[str, Any]:
+    """DeepSpeed's JSON for ``cfg`` on ``lay``: ZeRO stage ``train.zero_stage``, bf16, clipping, fp32 all-reduce.
+
+    The optimizer and the schedule stay in the engine (AdamW and ``LambdaLR``), so the JSON has no
+    ``optimizer`` or ``scheduler`` section.
+    """
+    t = cfg.train
+    bf16 = (t.precision == "bf16") if bf16 is None else bf16
+    return {
+        "train_batch_size": lay.global_batch_seqs,
+        "train_micro_batch_size_per_gpu": lay.micro_batch,
+        "gradient_accumulation_steps": lay.grad_accum,
+        "gradient_clipping": t.grad_clip,
+        "bf16": {"enabled": bool(bf16)},
+        "fp16": {"enabled": False},
+        "zero_optimization": {"stage": t.zero_stage, "overlap_comm": True, "contiguous_gradients": True,
+                              "reduce_bucket_size": 500_000_000, "allgather_bucket_size": 500_000_000},
+        "communication_data_type": "fp32",
+        "data_types": {"grad_accum_dtype": "fp32"},
+        "steps_per_print": 1000,
+        "wall_clock_breakdown": False,
+    }
+
+
+def accelerate_config(cfg: Config, deepspeed_file: str) -> dict[str, Any]:
+    """accelerate's multi-node config: ``train.n_nodes`` machines × ``n_procs / n_nodes`` processes, DeepSpeed."""
+    t = cfg.train
+    return {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "DEEPSPEED",
+        "deepspeed_config": {"deepspeed_config_file": deepspeed_file, "deepspeed_multinode_launcher": "standard",
+                             "zero3_init_flag": False},
+        "machine_rank": 0,
+        "main_process_ip": "127.0.0.1",
+        "main_process_port": 29500,
+        "main_training_function": "main",
+        "num_machines": t.n_nodes,
+        "num_processes": t.n_procs,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "use_cpu": False,
+        "debug": False,
+        "downcast_bf16": "no",
+        "tpu_env": [],
+        "tpu_use_cluster": False,
+        "tpu_use_sudo": False,
+    }
+
+
+def slurm_script(cfg: Config, *, wall_hours: float, accelerate_file: str, spec_file: str) -> str:
+    """A SLURM batch script: ``train.n_nodes`` P4d nodes, one ``accelerate launch`` per node."""
+    t = cfg.train
+    per_node = t.n_procs // t.n_nodes
+    hours = max(1, int(wall_hours * 1.15 + 0.999))  # 15 % head-room for evaluation, checkpoints and restarts
+    days, rem = divmod(hours, 24)
+    return f"""#!/bin/bash
+# Stable LM 2 1.6B pre-training on {t.n_nodes} AWS P4d nodes ({t.n_procs} × {t.gpu}), written by stablelm2.
+#SBATCH --job-name=stablelm2-1_6b
+#SBATCH --nodes={t.n_nodes}
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node={per_node}
+#SBATCH --cpus-per-task=96
+#SBATCH --exclusive
+#SBATCH --time={days}-{rem:02d}:00:00
+#SBATCH --output=logs/%x-%j.out
+set -euo pipefail
+cd "${{SLURM_SUBMIT_DIR}}"
+mkdir -p logs
+# EFA networking on P4d (libfabric provider), as AWS recommends for NCCL.
+export FI_PROVIDER=efa
+export FI_EFA_USE_DEVICE_RDMA=1
+export NCCL_DEBUG=WARN
+export MAIN_ADDR="$(scontrol show hostnames "${{SLURM_JOB_NODELIST}}" | head -n 1)"
+export OUT_DIR="${{OUT_DIR:-${{SLURM_SUBMIT_DIR}}/run}}"
+srun --kill-on-bad-exit=1 bash -c 'accelerate launch --config_file {accelerate_file} \\
+  --machine_rank "${{SLURM_NODEID}}" --main_process_ip "${{MAIN_ADDR}}" --main_process_port 29500 \\
+  -m {ENGINE_MODULE} --config {spec_file} --out "${{OUT_DIR}}"'
+"""
+
+
+def write_launch_files(cfg: Config, directory: Path | str, *, wall_hours: float) -> dict[str, Path]:
+    """Write the four launch files for ``cfg``'s cluster into ``directory``; returns name → path."""
+    d = Path(directory)
+    lay = layout_lib.from_config(cfg)
+    paths = {k: d / v for k, v in FILES.items()}
+    atomic_write_json(paths["deepspeed"], deepspeed_config(cfg, lay))
+    atomic_write_text(paths["accelerate"], yaml.safe_dump(accelerate_config(cfg, FILES["deepspeed"]), sort_keys=True))
+    atomic_write_text(paths["slurm"], slurm_script(cfg, wall_hours=wall_hours, accelerate_file=FILES["accelerate"],
+                                                   spec_file=FILES["spec"]))
+    write_spec(cfg, paths["spec"])
+    return paths
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+class _DataParallelWorld:
+    """Stands in for ``deepspeed.comm`` while parsing a cluster's JSON on one machine."""
+
+    def __init__(self, world: int):
+        self.world = world
+
+    def get_rank(self, *a: Any, **k: Any) -> int:
+        return 0
+
+    def get_world_size(self, *a: Any, **k: Any) -> int:
+        return self.world
+
+
+def validate_deepspeed(path: Path, world_size: int) -> dict[str, Any]:
+    """Parse with DeepSpeed's ``DeepSpeedConfig`` as a ``world_size``-rank job would; return what it resolved."""
+    from unittest import mock
+
+    import deepspeed.runtime.config as ds_config
+
+    with mock.patch.object(ds_config, "dist", _DataParallelWorld(world_size)):
+        try:
+            parsed = ds_config.DeepSpeedConfig(str(path))
+        except (AssertionError, ValueError, KeyError, TypeError) as exc:
+            raise LaunchError(f"DeepSpeed refuses {path}: {exc}") from exc
+    return {"tool": "deepspeed.runtime.config.DeepSpeedConfig", "world_size": parsed.world_size,
+            "train_batch_size": parsed.train_batch_size, "micro_batch": parsed.train_micro_batch_size_per_gpu,
+            "grad_accum": parsed.gradient_accumulation_steps, "zero_stage": int(parsed.zero_optimization_stage),
+            "bf16": bool(parsed.bfloat16_config.enabled), "gradient_clipping": parsed.gradient_clipping,
+            "communication_data_type": str(parsed.communication_data_type)}
+
+
+def validate_accelerate(path: Path, slurm_path: Path | None = None) -> dict[str, Any]:
+    """Load with accelerate's ``load_config_from_file`` and run ``accelerate launch``'s argument validation."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    try:
+        conf = load_config_from_file(str(path))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise LaunchError(f"accelerate refuses {path}: {exc}") from exc
+    argv = ["--config_file", str(path), "--machine_rank", "3", "--main_process_ip", "10.0.0.1",
+            "-m", ENGINE_MODULE, "--config", "run_spec.json", "--out", "run"]
+    if slurm_path is not None:
+        argv = _accelerate_argv(Path(slurm_path).read_text(encoding="utf-8"), path)
+    args = launch_command_parser().parse_args(argv)
+    cwd = os.getcwd()
+    try:
+        os.chdir(path.parent)  # the DeepSpeed file is named relative to the config, as on the cluster
+        args, defaults, mp_from_config = _validate_launch_command(args)
+        # what `accelerate launch` does next for DeepSpeed: the environment every rank starts with
+        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+        _, env = prepare_deepspeed_cmd_env(args)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LaunchError(f"accelerate launch refuses {path}: {exc}") from exc
+    finally:
+        os.chdir(cwd)
+    return {"tool": "accelerate load_config_from_file + launch validation",
+            "distributed_type": str(conf.distributed_type), "num_machines": args.num_machines,
+            "num_processes": args.num_processes, "use_deepspeed": bool(args.use_deepspeed),
+            "deepspeed_config_file": args.deepspeed_config_file, "module": args.module,
+            "training_script": args.training_script,
+            "rank_env": {k: v for k, v in env.items() if k.startswith("ACCELERATE_")}}
+
+
+def _accelerate_argv(script: str, config_path: Path) -> list[str]:
+    """The ``accelerate launch`` arguments of a SLURM script, with shell variables given example values."""
+    m = re.search(r"accelerate launch (.*?)'", script, flags=re.S)
+    if not m:
+        raise LaunchError("the SLURM script has no `accelerate launch` command")
+    text = m.group(1).replace("\\\n", " ")
+    example = {"SLURM_NODEID": "3", "MAIN_ADDR": "10.0.0.1", "OUT_DIR": "run"}
+    text = re.sub(r"\$\{(\w+)\}", lambda v: example.get(v.group(1), v.group(0)), text)
+    argv = shlex.split(text)
+    i = argv.index("--config_file")
+    argv[i + 1] = str(config_path)
+    return argv
+
+
+def validate_slurm(path: Path, cfg: Config) -> dict[str, Any]:
+    """``bash -n`` syntax check plus the ``#SBATCH`` directives against the config's cluster."""
+    proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LaunchError(f"bash -n refuses {path}: {proc.stderr.strip()}")
+    directives = dict(re.findall(r"^#SBATCH --([\w-]+)=(\S+)", path.read_text(encoding="utf-8"), flags=re.M))
+    nodes, gpus = int(directives.get("nodes", 0)), int(directives.get("gpus-per-node", 0))
+    if nodes != cfg.train.n_nodes or nodes * gpus != cfg.train.n_procs:
+        raise LaunchError(f"{path}: --nodes={nodes} × --gpus-per-node={gpus} is not the config's "
+                          f"{cfg.train.n_nodes} nodes × {cfg.train.n_procs // cfg.train.n_nodes} GPUs")
+    if not re.fullmatch(r"\d+-\d{2}:\d{2}:\d{2}", directives.get("time", "")):
+        raise LaunchError(f"{path}: --time={directives.get('time')!r} is not SLURM's D-HH:MM:SS")
+    return {"tool": "bash -n + #SBATCH directives (sbatch not installed here)", "nodes": nodes,
+            "gpus_per_node": gpus, "time": directives["time"], "sbatch_directives": len(directives)}
+
+
+def validate_launch_files(cfg: Config, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Load every launch file with the tool that consumes it; :class:`LaunchError` on the first refusal."""
+    from . import engine
+
+    spec = json.loads(paths["spec"].read_text(encoding="utf-8"))
+    back = engine.config_from_dict(spec["config"])
+    if back != cfg:
+        raise LaunchError(f"{paths['spec']} does not rebuild the config it was written from")
+    return {
+        "deepspeed": validate_deepspeed(paths["deepspeed"], cfg.train.n_procs),
+        "accelerate": validate_accelerate(paths["accelerate"], paths["slurm"]),
+        "slurm": validate_slurm(paths["slurm"], cfg),
+        "spec": {"tool": "stablelm2.config.load (the engine's own reader)", "preset": back.run.preset,
+                 "steps": back.train.steps},
+    }

@@ -1,0 +1,120 @@
+import hashlib
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stablelm2.training import checkpoint as ckpt
+from stablelm2.training import engine, launch
+
+from .training_runs import reference_two_processes, scratch, tiny_cfg
+
+IDENT = {"model": {"d_model": 8}, "train": {"steps": 4}, "world_size": 2}
+
+
+def _save(root, step, ident=IDENT, keep=1):
+    return ckpt.save(root, step, model_state={"w": torch.arange(6.0).reshape(2, 3)}, optimizer_state={"state": {0: 1}},
+                     trainer_state={"step": step, "loaders": [{"pos": step}]}, identity=ident, keep=keep)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_save_verify_load_round_trip_and_keep_the_newest(tmp_path):
+    _save(tmp_path, 2, keep=2)
+    _save(tmp_path, 4, keep=2)
+    last = _save(tmp_path, 6, keep=2)
+    assert [s for s, _ in ckpt.all_checkpoints(tmp_path)] == [4, 6] and ckpt.latest(tmp_path) == last
+    meta = ckpt.verify(last, IDENT)
+    assert set(meta["files"]) == {"model.safetensors", "optimizer.pt", "trainer_state.json"}
+    got = ckpt.load(last, IDENT)
+    assert got.step == 6 and torch.equal(got.model_state["w"], torch.arange(6.0).reshape(2, 3))
+    assert got.optimizer_state == {"state": {0: 1}} and got.trainer_state["loaders"] == [{"pos": 6}]
+    (tmp_path / ".tmp-step_0000008-123-4").mkdir()  # a save killed half-way is never taken for a checkpoint
+    assert ckpt.latest(tmp_path) == last
+    with pytest.raises(ckpt.CheckpointError, match="already exists"):
+        _save(tmp_path, 6)
+
+
+def test_damaged_and_foreign_checkpoints_are_refused_with_what_differs(tmp_path):
+    path = _save(tmp_path, 3)
+    other = {**IDENT, "train": {"steps": 8}, "world_size": 1}
+    with pytest.raises(ckpt.CheckpointError, match=r"belongs to a different run.*train\.steps: checkpoint 4, this run 8"
+                                                   r".*world_size: checkpoint 2, this run 1"):
+        ckpt.verify(path, other)
+    blob = bytearray((path / "optimizer.pt").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (path / "optimizer.pt").write_bytes(bytes(blob))
+    with pytest.raises(ckpt.CheckpointError, match="damaged: optimizer.pt does not match its sha256"):
+        ckpt.load(path, IDENT)
+    (path / "meta.json").unlink()
+    with pytest.raises(ckpt.CheckpointError, match="damaged: meta.json is missing"):
+        ckpt.verify(path, IDENT)
+
+
+def test_rng_states_round_trip():
+    state = ckpt.rng_state()
+    a = (torch.rand(3), random.random(), np.random.rand())
+    ckpt.set_rng_state(json.loads(json.dumps(state)))
+    b = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_engine_refuses_damaged_or_foreign_checkpoints_and_overwrites_nothing():
+    out = scratch("refuse")
+    cfg = tiny_cfg(**{"train.steps": 3, "train.checkpoint_every": 1, "schedule.cooldown_steps": 1})
+    engine.train(cfg, out, progress=False)
+    assert [s for s, _ in ckpt.all_checkpoints(out / "checkpoints")] == [2]
+    before = _snapshot(out)
+    with pytest.raises(ckpt.CheckpointError, match="already holds checkpoints .*nothing was overwritten"):
+        engine.train(cfg, out, resume=False, progress=False)
+    with pytest.raises(ckpt.CheckpointError, match=r"different run.*schedule\.peak_lr: checkpoint 0\.003, this run 0\.002"):
+        engine.train(tiny_cfg(**{"train.steps": 3, "train.checkpoint_every": 1, "schedule.cooldown_steps": 1,
+                                      "schedule.peak_lr": 0.002}), out,
+                     progress=False)
+    weights = out / "checkpoints" / "step_0000002" / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0x01
+    weights.write_bytes(bytes(blob))
+    before[str(weights.relative_to(out))] = (hashlib.sha256(bytes(blob)).hexdigest(), weights.stat().st_mtime_ns)
+    with pytest.raises(ckpt.CheckpointError, match="damaged: model.safetensors does not match its sha256"):
+        engine.train(cfg, out, progress=False)
+    assert _snapshot(out) == before
+
+
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run():
+    """Two processes (torchrun, ZeRO-1), killed with SIGKILL between checkpoints, resumed from the last one."""
+    reference = reference_two_processes()
+    out = scratch("killed")
+    cfg = tiny_cfg()
+    proc = launch.start(cfg, out, 2, progress=False, stdout=open(os.devnull, "w"))
+    deadline = time.monotonic() + 240
+    step = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        prog = out / "progress.json"
+        step = json.loads(prog.read_text())["step"] if prog.is_file() else 0
+        if step >= cfg.train.checkpoint_every + 1:  # past the first checkpoint, before the run ends
+            killed = launch.kill(proc)  # the launcher and both workers, like a node that dies
+            break
+        time.sleep(0.02)
+    assert proc.returncode == -signal.SIGKILL and len(killed) >= 3, "the run ended before it could be killed"
+    assert not (out / "history.json").exists() and not (out / "model").exists()
+    resumed_from = ckpt.latest(out / "checkpoints")
+    assert resumed_from is not None and step > int(resumed_from.name.split("_")[1]) - cfg.train.checkpoint_every
+    h = launch.spawn(cfg, out, 2, progress=False, echo=False)
+    ref = json.loads((reference / "history.json").read_text())
+    assert h["resumed_from"] == [int(resumed_from.name.split("_")[1])]
+    assert [(r["loss"], r["grad_norm"], r["lr"]) for r in h["steps"]] == \
+        [(r["loss"], r["grad_norm"], r["lr"]) for r in ref["steps"]]
+    a = load_file(str(out / "model" / "model.safetensors"))
+    b = load_file(str(reference / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

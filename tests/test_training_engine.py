@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stablelm2 import model as model_lib
+from stablelm2 import schedule
+from stablelm2.training import backends, engine
+
+from .training_runs import reference_two_processes, scratch, tiny_cfg
+
+
+def test_token_loss_is_transformers_causal_lm_loss():
+    cfg = tiny_cfg()
+    net = model_lib.build(cfg)
+    ids = torch.randint(0, 1000, (2, 16), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[0, 5] = labels[1, 0] = -100
+    out = net(input_ids=ids, labels=labels, use_cache=False)
+    s, n = engine.token_loss(out.logits, labels)
+    assert int(n) == 2 * 15 - 1  # 15 targets per row, one masked (a masked first token is never a target)
+    assert float(s / n) == pytest.approx(float(out.loss), rel=1e-6)
+
+
+def test_restarting_position_ids_keep_attention_inside_each_document():
+    cfg = tiny_cfg()
+    net = model_lib.build(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randint(0, 1000, (1, 7), generator=g), torch.randint(0, 1000, (1, 9), generator=g)
+    packed = torch.cat([a, b], dim=1)
+    pos = torch.cat([torch.arange(7), torch.arange(9)]).unsqueeze(0)
+    with torch.no_grad():
+        both = net(input_ids=packed, position_ids=pos, use_cache=False).logits
+        alone = net(input_ids=b, position_ids=torch.arange(9).unsqueeze(0), use_cache=False).logits
+        leaky = net(input_ids=packed, use_cache=False).logits  # without restarts, B attends to A
+    assert torch.allclose(both[:, 7:], alone, atol=1e-5)
+    assert not torch.allclose(leaky[:, 7:], alone, atol=1e-3)
+
+
+def test_weight_decay_skips_biases_and_norms():
+    net = model_lib.build(tiny_cfg())
+    decay, no_decay = backends.param_groups(net, 0.1)
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 and "norm" not in names[id(p)] for p in decay["params"])
+    assert {names[id(p)] for p in no_decay["params"]} >= {"model.norm.weight", "model.norm.bias",
+                                                          "model.layers.0.self_attn.q_proj.bias"}
+    assert any(names[id(p)] == "model.embed_tokens.weight" for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(net.parameters()))
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference configuration on one process, in this process (accumulation 2 instead of 1)."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    history = engine.train(tiny_cfg(), out, progress=False)
+    return out, history
+
+
+def test_one_process_run_logs_every_step_and_writes_its_results(one_process, capsys):
+    out, h = one_process
+    cfg = tiny_cfg()
+    assert h["layout"] == {"global_batch_tokens": 256, "seq_len": 64, "n_procs": 1, "micro_batch": 2,
+                           "grad_accum": 2, "global_batch_seqs": 4}
+    assert [r["step"] for r in h["steps"]] == list(range(1, 13))
+    assert [r["tokens"] for r in h["steps"]] == [256 * k for k in range(1, 13)]
+    for r in h["steps"]:  # the lr applied at update k is the schedule after k - 1 updates
+        assert r["lr"] == pytest.approx(schedule.learning_rate(r["step"] - 1, cfg), rel=1e-12, abs=1e-15)
+        assert r["grad_norm"] > 0 and r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1
+    assert h["steps"][-1]["loss"] < h["steps"][0]["loss"] - 0.02
+    assert [e["step"] for e in h["evals"]] == [6, 12]
+    assert set(h["evals"][-1]["domains"]) >= {"code", "multilingual_de", "web_en"}
+    assert h["evals"][-1]["val_loss"] < h["evals"][0]["val_loss"]
+    assert "CPU, measured fp32 matmul peak" in h["peak_basis"]
+    assert json.loads((out / "history.json").read_text())["summary"] == h["summary"]
+    from transformers import AutoModelForCausalLM
+
+    back = AutoModelForCausalLM.from_pretrained(out / "model")
+    assert back.config.hidden_size == 32 and (out / "model" / "model.safetensors").is_file()
+
+
+def test_two_processes_train_the_same_global_batch(one_process):
+    """torchrun with 2 processes (DDP over gloo, ZeRO-1): same data per step, same objective, same numbers."""
+    ref = reference_two_processes()
+    two = json.loads((ref / "history.json").read_text())
+    _, one = one_process
+    assert two["world_size"] == 2 and two["backend"] == "torch" and two["layout"]["grad_accum"] == 1
+    assert two["layout"]["global_batch_tokens"] == one["layout"]["global_batch_tokens"]
+    assert two["steps"][0]["loss"] == pytest.approx(one["steps"][0]["loss"], abs=1e-5)
+    assert two["steps"][0]["grad_norm"] == pytest.approx(one["steps"][0]["grad_norm"], rel=1e-4)
+    for a, b in zip(two["steps"], one["steps"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=2e-3)
+    w2 = load_file(str(ref / "model" / "model.safetensors"))
+    w1 = load_file(str(one_process[0] / "model" / "model.safetensors"))
+    assert max(float((w2[k] - w1[k]).abs().max()) for k in w1) < 1e-3
+
+
+def test_stop_callback_ends_the_run_early():
+    out = scratch("stop")
+    h = engine.train(tiny_cfg(), out, stop=lambda hist: hist["steps"][-1]["step"] == 3, tag="stop at 3",
+                     save_model=False, progress=False)
+    assert h["summary"]["steps"] == 3 and h["stopped_early"] == 3 and h["evals"][-1]["step"] == 3
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()

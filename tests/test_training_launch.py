@@ -1,0 +1,95 @@
+import json
+
+import pytest
+import yaml
+
+from stablelm2 import config, facts
+from stablelm2.ledger import DERIVED, Ledger
+from stablelm2.training import launch, layout, plan
+
+
+@pytest.fixture(scope="module")
+def paper_files(tmp_path_factory):
+    cfg = config.load("paper")
+    p = plan.build(cfg)
+    return cfg, p, launch.write_launch_files(cfg, tmp_path_factory.mktemp("launch"), wall_hours=p["wall_hours"])
+
+
+def test_paper_plan_numbers():
+    p = plan.build(config.load("paper"))
+    assert p["steps"] == 500_000 and p["tokens"] == 500_000 * 8_388_608
+    assert p["warmup_steps"] == facts.value("schedule.warmup_steps") and p["cooldown_start_step"] == 420_000
+    assert p["cooldown_tokens"] == facts.value("schedule.cooldown_tokens_derived")
+    assert p["n_gpus"] == 512 and p["tflops_per_gpu"] == 170 and p["mfu"] == pytest.approx(0.5449, abs=1e-4)
+    hours = p["tokens"] * p["flops_per_token_neox"] / 170e12 / 3600
+    assert p["gpu_hours"] == pytest.approx(hours) and p["wall_days"] == pytest.approx(hours / 512 / 24)
+    assert p["cost_usd"] == pytest.approx(hours * 3.5)
+    assert p["emissions_t"] == pytest.approx(p["energy_mwh"] * 0.385)
+    assert p["gpu_hours_model_flops"] < p["gpu_hours"]
+    assert [r["quantity"] for r in plan.table(p)][:3] == ["global batch", "optimizer steps", "tokens"]
+
+
+def test_paper_plan_claims_are_re_derived():
+    led = Ledger("05_pretraining")
+    p = plan.build(config.load("paper"))
+    got = {c.id: c for c in plan.claims(led, p)}
+    assert {c.status for c in got.values()} == {DERIVED}
+    assert got["pretraining.global_batch"].ours == 8_388_608 and got["pretraining.grad_accum"].ours == 2
+    with pytest.raises(ValueError, match="paper preset"):
+        plan.claims(led, {**p, "preset": "cpu"})
+
+
+def test_launch_files_say_what_the_paper_ran(paper_files):
+    cfg, p, files = paper_files
+    ds = json.loads(files["deepspeed"].read_text())
+    assert ds["train_micro_batch_size_per_gpu"] == 2 and ds["gradient_accumulation_steps"] == 2
+    assert ds["train_batch_size"] == 2048 and ds["zero_optimization"]["stage"] == 1
+    assert ds["bf16"] == {"enabled": True} and ds["gradient_clipping"] == 1.0
+    acc = yaml.safe_load(files["accelerate"].read_text())
+    assert (acc["num_machines"], acc["num_processes"], acc["distributed_type"]) == (64, 512, "DEEPSPEED")
+    slurm = files["slurm"].read_text()
+    assert "#SBATCH --nodes=64" in slurm and "#SBATCH --gpus-per-node=8" in slurm
+    assert "accelerate launch --config_file accelerate_multinode.yaml" in slurm
+    spec = json.loads(files["spec"].read_text())
+    assert spec["config"]["train"]["steps"] == 500_000
+
+
+def test_launch_files_load_in_the_tools_that_consume_them(paper_files):
+    cfg, _, files = paper_files
+    got = launch.validate_launch_files(cfg, files)
+    assert got["deepspeed"]["world_size"] == 512 and got["deepspeed"]["train_batch_size"] == 2048
+    assert (got["deepspeed"]["zero_stage"], got["deepspeed"]["bf16"], got["deepspeed"]["grad_accum"]) == (1, True, 2)
+    assert got["accelerate"]["num_machines"] == 64 and got["accelerate"]["num_processes"] == 512
+    assert got["accelerate"]["use_deepspeed"] and got["accelerate"]["module"]
+    assert got["accelerate"]["rank_env"]["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == "deepspeed_zero1.json"
+    assert got["slurm"]["nodes"] == 64 and got["slurm"]["gpus_per_node"] == 8
+
+
+def test_broken_launch_files_are_refused(paper_files, tmp_path):
+    cfg, p, _ = paper_files
+    files = launch.write_launch_files(cfg, tmp_path, wall_hours=p["wall_hours"])
+    ds = json.loads(files["deepspeed"].read_text())
+    ds["train_batch_size"] = 4096
+    files["deepspeed"].write_text(json.dumps(ds))
+    with pytest.raises(launch.LaunchError, match="DeepSpeed refuses .*4096 != 2 \\* 2 \\* 512"):
+        launch.validate_deepspeed(files["deepspeed"], 512)
+    acc = yaml.safe_load(files["accelerate"].read_text())
+    acc["distributed_typo"] = "DEEPSPEED"
+    files["accelerate"].write_text(yaml.safe_dump(acc))
+    with pytest.raises(launch.LaunchError, match="accelerate refuses"):
+        launch.validate_accelerate(files["accelerate"])
+    files["slurm"].write_text(files["slurm"].read_text().replace("--nodes=64", "--nodes=32"))
+    with pytest.raises(launch.LaunchError, match="--nodes=32"):
+        launch.validate_slurm(files["slurm"], cfg)
+    files["slurm"].write_text("#!/bin/bash\nif then fi\n")
+    with pytest.raises(launch.LaunchError, match="bash -n refuses"):
+        launch.validate_slurm(files["slurm"], cfg)
+
+
+def test_local_command_lines():
+    spec, out = "/x/spec.json", "/x/run"
+    assert launch.command(1, spec, out)[1:3] == ["-m", "stablelm2.training.engine"]
+    two = launch.command(2, spec, out, resume=False)
+    assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "--no-resume" in two
+    deepspeed = launch.deepspeed_config(config.load("cpu"), layout.from_config(config.load("cpu"), n_procs=2))
+    assert deepspeed["train_batch_size"] == 8 and deepspeed["bf16"] == {"enabled": False}
