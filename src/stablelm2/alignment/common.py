@@ -1,0 +1,115 @@
+"""Chapter 06 · Small shared pieces of the three stages: loading, saving, fingerprints, log curves.
+
+>>> from stablelm2.alignment import common
+>>> common.curve([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}, {"train_runtime": 3.0}], "loss")
+[(1, 2.0), (2, 1.5)]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .recipes import Recipe, describe_batch
+
+
+def load_model(path: str | Path) -> Any:
+    """A causal LM from a directory (or Hub id at paper scale), in fp32 on the CPU."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+
+
+def load_tokenizer(path: str | Path, *, chat_template: bool = False) -> Any:
+    """The tokenizer saved with a model. With ``chat_template``, one that lacks a chat template (the
+    released base model ships none) is replaced by Arcade100k's own export, which encodes identically
+    and carries the ChatML template the stages train on."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if chat_template and not tok.chat_template:
+        from .. import tokenizer
+
+        print(f"{path}: no chat template; using stablelm2.tokenizer.save_transformers (same ids, ChatML)")
+        with tempfile.TemporaryDirectory(prefix="arcade100k-") as d:
+            tok = AutoTokenizer.from_pretrained(str(tokenizer.save_transformers(d)))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def save_model(model: Any, tok: Any, out_dir: Path) -> Path:
+    """Save model + tokenizer so readers see the old directory or the new one, never half of one."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 over a model directory's weight and config files (a Hub id fingerprints as itself)."""
+    path = Path(path)
+    if not path.is_dir():
+        return hashlib.sha256(str(path).encode()).hexdigest()
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".safetensors", ".json") and f.is_file():
+            h.update(f.name.encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def recipe_key(recipe: Recipe, *inputs: str) -> str:
+    """Fingerprint of a stage: its recipe plus the fingerprints of its inputs."""
+    blob = json.dumps({"recipe": recipe.to_dict(), "inputs": list(inputs)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def announce_batch(recipe: Recipe, unit: str) -> str:
+    """Print (and return) how the effective global batch is composed."""
+    line = f"[{recipe.stage}] effective global batch: {describe_batch(recipe.batch, unit)}"
+    print(line, flush=True)
+    return line
+
+
+def cap_steps(trainer: Any, recipe: Recipe) -> int:
+    """Cap a built trainer's run at ``recipe.step_cap`` optimizer steps without changing what an epoch is.
+
+    Transformers' ``max_steps`` *replaces* the epoch count (it would loop over the data again); here
+    it is set to min(cap, epochs × steps per epoch), so the schedule still ends where the run ends.
+    Returns the number of steps the run will take."""
+    batches = len(trainer.get_train_dataloader())
+    per_epoch = max(1, math.ceil(batches / trainer.args.gradient_accumulation_steps))
+    steps = math.ceil(trainer.args.num_train_epochs * per_epoch)
+    if recipe.step_cap:
+        steps = min(steps, recipe.step_cap)
+    trainer.args.max_steps = steps
+    return steps
+
+
+def curve(log_history: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of one logged quantity from a Trainer's ``state.log_history``."""
+    return [(int(h["step"]), float(h[key])) for h in log_history if key in h and "step" in h]
+
+
+def train_logs(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-step training entries only (no evaluation or summary rows), with plain floats."""
+    return [{k: float(v) if isinstance(v, (int, float)) else v for k, v in h.items()}
+            for h in log_history if "loss" in h and "step" in h]
