@@ -7,9 +7,10 @@ from stablelm2.training import ablations, figures
 
 
 def test_proxy_config_scales_the_run_and_keeps_the_schedule_shape():
+    assert ablations.proxy_config(config.load("smoke")).model.d_model == 32  # train.ablation_d_model
     cfg = config.load("cpu")
     c = ablations.proxy_config(cfg, kind="rsqrt", cooldown=False, batch_tokens=1024)
-    assert (c.model.d_model, c.model.n_layers, c.model.vocab_size) == (32, cfg.model.n_layers, 100_352)
+    assert (c.model.d_model, c.model.d_ff, c.model.vocab_size) == (cfg.model.d_model, cfg.model.d_ff, 100_352)
     assert c.train.steps == cfg.train.ablation_steps and c.train.global_batch_tokens == 1024
     assert (c.train.n_procs, c.train.checkpoint_every, c.train.eval_every) == (1, 0, 0)
     assert c.schedule.kind == "rsqrt" and c.schedule.cooldown_steps == 0
@@ -21,7 +22,7 @@ def test_proxy_config_scales_the_run_and_keeps_the_schedule_shape():
     assert not ablations.enabled(config.load("paper"))
     with pytest.raises(ConfigError, match="train.ablation_steps = 0"):
         ablations.proxy_config(config.load("paper"))
-    assert "1e+09-parameter models on 1e+11 tokens" in ablations.not_run_message()
+    assert "~1B-parameter models on ~100B tokens each (S0, high)" in ablations.not_run_message()
 
 
 def test_batch_multiples_are_the_papers_and_the_loss_window_counts_tokens():

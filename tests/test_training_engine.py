@@ -102,3 +102,12 @@ def test_stop_callback_ends_the_run_early():
                      save_model=False, progress=False)
     assert h["summary"]["steps"] == 3 and h["stopped_early"] == 3 and h["evals"][-1]["step"] == 3
     assert not (out / "model").exists() and not (out / "checkpoints").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is about CPU-only machines")
+def test_deepspeed_backend_is_refused_on_cpu_before_anything_is_written(tmp_path):
+    from stablelm2.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.backend = 'deepspeed' needs CUDA GPUs"):
+        engine.train(tiny_cfg(**{"train.backend": "deepspeed"}), tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds").exists()

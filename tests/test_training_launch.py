@@ -93,3 +93,10 @@ def test_local_command_lines():
     assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "--no-resume" in two
     deepspeed = launch.deepspeed_config(config.load("cpu"), layout.from_config(config.load("cpu"), n_procs=2))
     assert deepspeed["train_batch_size"] == 8 and deepspeed["bf16"] == {"enabled": False}
+
+
+def test_a_failed_run_reports_the_workers_error():
+    out = ["W1128 noise", "[rank1]: Traceback (most recent call last):", "[rank1]:   File x", "[rank1]: KeyError: 'w'",
+           "E1128 failed (exitcode: 1)", "  traceback : To enable traceback see: …"]
+    assert launch._failure(out) == "[rank1]: KeyError: 'w'"
+    assert launch._failure(out + ["error: checkpoint … is damaged"]) == "checkpoint … is damaged"

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .recipes import Recipe, describe_batch
+from .recipes import BATCH_UNITS, Recipe, describe_batch
 
 
 def load_model(path: str | Path) -> Any:
@@ -82,9 +82,9 @@ def recipe_key(recipe: Recipe, *inputs: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def announce_batch(recipe: Recipe, unit: str) -> str:
+def announce_batch(recipe: Recipe) -> str:
     """Print (and return) how the effective global batch is composed."""
-    line = f"[{recipe.stage}] effective global batch: {describe_batch(recipe.batch, unit)}"
+    line = f"[{recipe.stage}] effective global batch: {describe_batch(recipe.batch, BATCH_UNITS[recipe.stage])}"
     print(line, flush=True)
     return line
 

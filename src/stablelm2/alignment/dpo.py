@@ -75,7 +75,7 @@ def train(recipe: Recipe, init: str | Path, out_dir: Path, *, ref: str | Path | 
     chat.check_template(tok, model_vocab=policy.get_input_embeddings().num_embeddings)
     data = data or sources.load_dpo(**recipe.data)
     train_rows, held_rows = split(data.rows, seed=recipe.args["seed"], max_held=2 * recipe.batch["global"])
-    batch_line = common.announce_batch(recipe, "preference pairs")
+    batch_line = common.announce_batch(recipe)
     with tempfile.TemporaryDirectory(prefix="dpo-") as scratch:
         args = DPOConfig(output_dir=scratch, per_device_eval_batch_size=recipe.batch["per_device"],
                          prediction_loss_only=True, **recipe.args)

@@ -86,6 +86,9 @@ def fig_self_knowledge(res: dict[str, Any]) -> plt.Figure:
                 label=f.replace("_", " "))
     ax2.scatter([j + 1.5 * width for j in range(len(cases))], [c["rate"] for c in cases.values()], color="black",
                 marker="D", zorder=3, label="carries name or maker")
+    for j, c in enumerate(cases.values()):
+        ax2.annotate(f"{c['rate']:.0%}", (j + 1.5 * width, c["rate"]), textcoords="offset points", xytext=(0, 8),
+                     ha="center", fontsize=8)
     ax2.set_xticks([j + 1.5 * width for j in range(len(cases))], list(cases), fontsize=8)
     ax2.set_ylim(0, 1.05)
     ax2.set_ylabel(f"share of {len(res['before']['answers'])} identity answers")

@@ -257,7 +257,7 @@ def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: dict[str, An
     new = recipe.extra["max_new_tokens"]
     before = measure(model, tok, max_new_tokens=new)
     rows, ex_stats = examples(data)
-    batch_line = common.announce_batch(recipe, "examples")
+    batch_line = common.announce_batch(recipe)
     tok.chat_template = chat.SK_TEMPLATE
     with tempfile.TemporaryDirectory(prefix="sk-") as scratch:
         trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=scratch, **recipe.args),

@@ -47,7 +47,7 @@ def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: sources.Load
     model = common.load_model(init)
     template = chat.check_template(tok, model_vocab=model.get_input_embeddings().num_embeddings)
     data = data or sources.load_sft(**recipe.data)
-    batch_line = common.announce_batch(recipe, "packed sequences")
+    batch_line = common.announce_batch(recipe)
     with tempfile.TemporaryDirectory(prefix="sft-") as scratch:
         args = SFTConfig(output_dir=scratch, **recipe.args)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset(data.rows), processing_class=tok)
@@ -63,6 +63,13 @@ def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: sources.Load
         "data_report": data.report.to_dict(), "n_conversations": len(data.rows),
         "template": {"special_tokens": template.special_tokens, "turn_end_trained": template.turn_end_trained},
         "log": logs, "steps": trainer.state.global_step,
-        "first_loss": logs[0]["loss"], "final_loss": logs[-1]["loss"],
+        # mean over the first and the last quarter of the steps (each batch differs; single steps are noisy)
+        "first_loss": _mean_loss(logs[: max(1, len(logs) // 4)]),
+        "final_loss": _mean_loss(logs[-max(1, len(logs) // 4):]),
         "timings": {"train_s": round(train_s, 2), "total_s": round(time.time() - t0, 2)},
     }
+
+
+def _mean_loss(logs: list[dict[str, Any]]) -> float:
+    """Mean training loss over some logged steps (batches differ, so single steps are noisy)."""
+    return sum(h["loss"] for h in logs) / len(logs)

@@ -136,7 +136,7 @@ def record_claims(ledger: Ledger, cfg: Config, results: dict[str, Any], tok: Any
         claims.append(ledger.derive(f"align.{stage}_global_batch", f"{stage} global batch of the paper-scale plan "
                                     "(per device × accumulation × GPUs)", fact=fact,
                                     ours=b["per_device"] * b["accumulation"] * b["processes"], unit="sequences",
-                                    note=recipes.describe_batch(b)))
+                                    note=recipes.describe_batch(b, recipes.BATCH_UNITS[stage])))
     for fid, field in (("dpo.beta", "dpo_beta"), ("dpo.lr", "dpo_lr")):
         claims.append(ledger.report_only(f"align.{fid.replace('.', '_')}", f"DPO {field.split('_')[1]} (lowered from "
                                          "the Zephyr recipe)", fact=fid,

@@ -4,8 +4,9 @@ Both train the ``cpu`` preset's StableLM from the same seeded initialisation on 
 micro-batches (chapter 01's loader), with the same global batch (micro-batch 4 × accumulation 2
 × 128 tokens on one process), the same fused AdamW (β, ε, weight decay, parameter groups), the
 same ``LambdaLR`` schedule and clipping at 1.0, in the same Python process, one after the other.
-Throughput is measured alike: the wall time of each optimizer step (data, forward, backward,
-clipping, update), median over the steps after the first. The engine's MFU is reported against
+Throughput is measured alike: the wall time between the ends of consecutive optimizer steps (all
+of the loop: data, forward, backward, clipping, update, bookkeeping), median over the steps after
+the first. The engine's MFU is reported against
 this machine's fp32 matmul peak measured in the same run (``hardware.matmul_peak_flops``).
 """
 
@@ -33,10 +34,12 @@ def _cfg():
 
 
 def engine_step_times(cfg: Any, out: Path) -> list[float]:
+    """Intervals between the ends of consecutive steps of the chapter's engine."""
     from ..training import engine
 
     h = engine.train(cfg, out, progress=False, save_model=False, val_factory=lambda c: {})
-    return [r["step_s"] for r in h["steps"]]
+    ends = [r["t_end"] for r in h["steps"]]
+    return [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
 class _Sequences(torch.utils.data.IterableDataset):
@@ -65,14 +68,11 @@ def trainer_step_times(cfg: Any, out: Path) -> list[float]:
     opt = torch.optim.AdamW(backends.param_groups(net, t.weight_decay), lr=cfg.schedule.peak_lr,
                             betas=(t.beta1, t.beta2), eps=t.eps, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_lambda(cfg))
-    times: list[float] = []
+    ends: list[float] = []
 
     class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
-
         def on_step_end(self, args, state, control, **kw):
-            times.append(time.perf_counter() - self.t0)
+            ends.append(time.perf_counter())
 
     args = TrainingArguments(
         output_dir=str(out), max_steps=cfg.train.steps, per_device_train_batch_size=lay.micro_batch,
@@ -82,7 +82,7 @@ def trainer_step_times(cfg: Any, out: Path) -> list[float]:
     )
     Trainer(model=net, args=args, train_dataset=_Sequences(cfg), optimizers=(opt, sched),
             callbacks=[Clock()]).train()
-    return times
+    return [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
 def training_throughput(repeats: int = 3) -> list[dict]:
@@ -93,15 +93,16 @@ def training_throughput(repeats: int = 3) -> list[dict]:
     ours, peer = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
-            ours += engine_step_times(cfg, Path(tmp) / f"engine-{i}")[1:]
-            peer += trainer_step_times(cfg, Path(tmp) / f"trainer-{i}")[1:]
+            ours += engine_step_times(cfg, Path(tmp) / f"engine-{i}")
+            peer += trainer_step_times(cfg, Path(tmp) / f"trainer-{i}")
     tps_ours, tps_peer = tokens / statistics.median(ours), tokens / statistics.median(peer)
     peak = hardware.matmul_peak_flops(torch.get_num_threads())
     fpt = model.flops_per_token(cfg)["total"]
     return [
         result("training_tokens_per_s", ours=tps_ours, peer=tps_peer, peer_name="transformers Trainer",
                unit="tokens/s", higher_is_better=True, goal="ratio ≥ 1.0", goal_ratio=1.0,
-               note=f"cpu preset model, 1 process, {tokens} tokens/step, median step time over {len(ours)} steps",
+               note=f"cpu preset model, 1 process, {tokens} tokens/step, median interval between step ends "
+                    f"({len(ours)} intervals each)",
                samples_ours=ours, samples_peer=peer),
         result("training_mfu_vs_matmul_peak", ours=tps_ours * fpt / peak, peer=1.0,
                peer_name=f"measured fp32 matmul peak ({peak / 1e9:.1f} GFLOP/s, {torch.get_num_threads()} threads)",

@@ -297,9 +297,10 @@ def plot_multilingual(models: list[str], *, title: str = "") -> Any:
         ax.set_title(col if col != "mean" else "4-task mean")
         ax.set_ylabel("score (%)")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(models), 4), fontsize=8, frameon=False)
     fig.suptitle(title or "0-shot multilingual results per language (raw harness JSON, S7)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 * ((len(models) + 3) // 4), 1, 1))
     return fig
 
 

@@ -103,8 +103,9 @@ def plot_stages(table: pd.DataFrame, *, title: str = "") -> Any:
     for ax, task in zip(axes[0], task_names, strict=True):
         sub = table[table["task"] == task].set_index("stage").loc[labels]
         x = np.arange(len(labels))
-        ax.bar(x, sub["value"].astype(float), yerr=sub["stderr"].astype(float).fillna(0.0), capsize=4,
-               color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(labels)])
+        bars = ax.bar(x, sub["value"].astype(float), yerr=sub["stderr"].astype(float).fillna(0.0), capsize=4,
+                      color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(labels)])
+        ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=8)
         if task in CHANCE:
             ax.axhline(CHANCE[task], color="k", ls="--", lw=1, label="chance")
             ax.legend(fontsize=7)

@@ -114,7 +114,8 @@ def main_run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     if gpus == 0:
         return {"trained": False, "history": None, "model_dir": None,
                 "message": "No GPU on this machine: **nothing was trained.** The plan and the launch files above are "
-                           "what the paper's run needs: `sbatch train_p4d.sbatch` on a cluster of 64 P4d nodes."}
+                           f"what the paper's run needs: `sbatch {launch.FILES['slurm']}` on a cluster of "
+                           f"{cfg.train.n_nodes} P4d nodes."}
     if not cfg.train.launch:
         return {"trained": False, "history": None, "model_dir": None,
                 "message": f"{gpus} GPU(s) here, but `launch` is False: **nothing was trained.** Rerun with "

@@ -14,16 +14,16 @@ Each study trains the same small proxy model on the same packed sample with the 
   non-English text: validation loss per domain and language (App. A: more code hurts language;
   each language gains quickly from any in-language data).
 
-The proxy is the preset's model at width ``train.ablation_d_model`` (the paper ablated 1B models
-on 100B tokens), trained ``train.ablation_steps`` steps of ``train.ablation_batch_tokens`` with the
+The proxy is the preset's model, at width ``train.ablation_d_model`` when that is set (the paper
+ablated 1B models on 100B tokens), trained ``train.ablation_steps`` steps of ``train.ablation_batch_tokens`` with the
 preset's schedule shape scaled to that length. Runs are cached by their identity under
 ``<chapter>/ablations/``, so a rerun with the same parameters reads them back.
 
 >>> from stablelm2 import config
 >>> from stablelm2.training import ablations
->>> c = ablations.proxy_config(config.load("cpu"), kind="cosine")
->>> c.model.d_model, c.train.steps, c.schedule.kind
-(64, 30, 'cosine')
+>>> c = ablations.proxy_config(config.load("smoke"), kind="cosine")
+>>> c.model.d_model, c.train.steps, c.train.global_batch_tokens, c.schedule.kind
+(32, 2, 256, 'cosine')
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def enabled(cfg: Config) -> bool:
 def not_run_message() -> str:
     n, tok = F.get("appendix.ablation_model_params"), F.get("appendix.ablation_tokens")
     return (f"**Not run at this preset** (`train.ablation_steps = 0`): the paper's ablations trained "
-            f"{n.value:.0e}-parameter models on {tok.value:.0e} tokens each ({n.cite()}; {tok.cite()}), which "
-            "this project does not attempt; the `cpu` preset runs them at small scale.")
+            f"~{n.value / 1e9:g}B-parameter models on ~{tok.value / 1e9:g}B tokens each ({', '.join(n.source)}, "
+            f"{n.confidence}), which this project does not attempt; the `cpu` preset runs them at small scale.")
 
 
 def proxy_config(cfg: Config, *, steps: int | None = None, batch_tokens: int | None = None,
@@ -129,6 +129,51 @@ def run(c: Config, out: Path, *, weights: dict[str, float] | None = None, stop: 
                         val_factory=lambda cc: validation_subset(cc, val_seqs))
 
 
+class UntilLoss:
+    """App. D's stopping rule: the training loss averaged over ``window`` tokens is at or below ``target``."""
+
+    def __init__(self, target: float, window: int):
+        self.target, self.window = target, window
+
+    def __call__(self, history: dict[str, Any]) -> bool:
+        return smoothed_loss(history, self.window) <= self.target
+
+    def __repr__(self) -> str:
+        return f"until smoothed train loss <= {self.target!r} over {self.window} tokens"
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+_POOLS: dict[int, Any] = {}
+
+
+def run_many(cfg: Config, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`run` for every job (its keyword arguments), in order.
+
+    With ``train.n_procs`` > 1 the jobs go to that many worker processes of one thread each (kept
+    for the next study), so both cores work without threads fighting over them; with one
+    process they run here. A run's numbers do not depend on which worker ran it.
+    """
+    if cfg.train.n_procs <= 1:
+        return [run(**job) for job in jobs]
+    import atexit
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if cfg.train.n_procs not in _POOLS:
+        _POOLS[cfg.train.n_procs] = ProcessPoolExecutor(cfg.train.n_procs, mp_context=multiprocessing.get_context("spawn"),
+                                                        initializer=_one_thread)
+        atexit.register(_POOLS[cfg.train.n_procs].shutdown)
+    pool = _POOLS[cfg.train.n_procs]
+    return list(pool.map(_run_job, jobs))
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    return run(**job)
+
+
 def _curve(h: dict[str, Any]) -> dict[str, list[float]]:
     return {"step": [r["step"] for r in h["steps"]], "loss": [r["loss"] for r in h["steps"]],
             "lr": [r["lr"] for r in h["steps"]], "tokens": [r["tokens"] for r in h["steps"]]}
@@ -140,9 +185,10 @@ def _curve(h: dict[str, Any]) -> dict[str, list[float]]:
 def schedule_study(cfg: Config, root: Path, kinds: tuple[str, ...] = SCHEDULES, progress: bool = False) -> list[dict]:
     """One run per schedule kind; rows with the final validation loss and the average learning rate."""
     rows = []
-    for kind in kinds:
-        c = proxy_config(cfg, kind=kind)
-        h = run(c, Path(root) / "appB" / kind, progress=progress)
+    cfgs = [proxy_config(cfg, kind=kind) for kind in kinds]
+    hists = run_many(cfg, [dict(c=c, out=Path(root) / "appB" / kind, progress=progress) for kind, c in zip(kinds, cfgs,
+                                                                                                          strict=True)])
+    for kind, c, h in zip(kinds, cfgs, hists, strict=True):
         rows.append({"schedule": kind, "label": LABELS[kind], "final_val_loss": h["summary"]["final_val_loss"],
                      "final_train_loss": h["summary"]["final_loss"], "average_lr": schedule_lib.average_lr(c),
                      "steps": c.train.steps, "tokens": h["summary"]["tokens"], "curve": _curve(h)})
@@ -156,7 +202,7 @@ def schedule_claims(ledger: Ledger, rows: list[dict]) -> list[Claim]:
         fact="schedule.fig4_finding", holds=by["rsqrt"]["final_val_loss"] > by["cosine"]["final_val_loss"],
         ours={k: round(by[k]["final_val_loss"], 4) for k in ("rsqrt", "cosine")},
         evidence=f"final validation loss rsqrt {by['rsqrt']['final_val_loss']:.4f} vs cosine "
-                 f"{by['cosine']['final_val_loss']:.4f} after {by['cosine']['steps']} steps of the proxy model")]
+                 f"{by['cosine']['final_val_loss']:.4f} after {by['cosine']['steps']} steps of the ablation model")]
     hi, lo = sorted(("hybrid", "hybrid2"), key=lambda k: -by[k]["average_lr"])
     out.append(ledger.finding(
         "pretraining.appB_avg_lr_orders_hyb", "App. B: hyb vs hyb2 differ through their average learning rate — "
@@ -198,15 +244,16 @@ def batch_study(cfg: Config, root: Path, multiples: list[int] | None = None, pro
     b0 = cfg.train.ablation_batch_tokens
     base_cfg = proxy_config(cfg, batch_tokens=b0, kind="rsqrt", cooldown=False)
     window = min(max(mults), base_cfg.train.steps) * b0  # every run averages its loss over these many tokens
-    base = run(base_cfg, Path(root) / "appD" / "x1", val_seqs=0, progress=progress)
+    base = run_many(cfg, [dict(c=base_cfg, out=Path(root) / "appD" / "x1", val_seqs=0, progress=progress)])[0]
     target = smoothed_loss(base, window)
     rows = [{"multiple": 1, "batch_tokens": b0, "reached": True, "iterations": base["summary"]["steps"],
              "tokens": base["summary"]["tokens"], "loss": target, "curve": _curve(base)}]
-    for m in (x for x in mults if x != 1):
-        c = proxy_config(cfg, batch_tokens=m * b0, kind="rsqrt", cooldown=False)
-        h = run(c, Path(root) / "appD" / f"x{m}", stop=lambda hist: smoothed_loss(hist, window) <= target,
-                tag=f"until smoothed train loss <= {target!r} over {window} tokens", val_seqs=0,
-                progress=progress)
+    larger = [m for m in mults if m != 1]
+    until = UntilLoss(target, window)
+    hists = run_many(cfg, [dict(c=proxy_config(cfg, batch_tokens=m * b0, kind="rsqrt", cooldown=False),
+                                out=Path(root) / "appD" / f"x{m}", stop=until, tag=repr(until), val_seqs=0,
+                                progress=progress) for m in larger])
+    for m, h in zip(larger, hists, strict=True):
         reached = smoothed_loss(h, window) <= target
         rows.append({"multiple": m, "batch_tokens": m * b0, "reached": reached, "iterations": h["summary"]["steps"],
                      "tokens": h["summary"]["tokens"], "loss": smoothed_loss(h, window), "curve": _curve(h)})
@@ -273,8 +320,9 @@ def mixture_study(cfg: Config, root: Path, mixes: dict[str, dict[str, float]] | 
     grp = groups(cfg)
     c = proxy_config(cfg)
     rows = []
-    for name, w in mixes.items():
-        h = run(c, Path(root) / "appA" / name.replace(" ", "_").replace("×", "x"), weights=w, progress=progress)
+    hists = run_many(cfg, [dict(c=c, out=Path(root) / "appA" / name.replace(" ", "_").replace("×", "x"), weights=w,
+                                progress=progress) for name, w in mixes.items()])
+    for (name, w), h in zip(mixes.items(), hists, strict=True):
         dom = h["summary"]["final_domains"]
         total = sum(w.values())
         rows.append({"mix": name, "weights": w,

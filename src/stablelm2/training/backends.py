@@ -4,8 +4,9 @@
   on CPU, NCCL on GPU, bf16 autocast on GPU) and PyTorch's ``ZeroRedundancyOptimizer`` shards the
   fused AdamW state across the processes (plain fused AdamW on one process);
 * :class:`DeepSpeedZero` — accelerate's ``DeepSpeedPlugin`` with the JSON :mod:`.launch` writes
-  (ZeRO stage 1, bf16, clipping), the paper's layout on GPU nodes. It needs CUDA and ``deepspeed``;
-  it does not run on this project's CPU machines.
+  (ZeRO stage 1, bf16, clipping), the paper's layout on GPU nodes. It needs CUDA and ``deepspeed``
+  (on CPU, accelerate ignores the plugin and runs plain DDP, so it is refused there); it has not
+  been run on this project's CPU machines.
 
 Both expose ``model`` (wrapped), ``raw`` (unwrapped), ``optimizer`` (for ``LambdaLR``),
 ``micro(last)`` (context around one micro-batch: no gradient sync but on the last), ``backward``,
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config
+from ..config import Config, ConfigError
 from . import layout as layout_lib
 
 
@@ -51,6 +52,9 @@ def resolve(cfg: Config, device: torch.device) -> str:
 
             return "deepspeed" if importlib.util.find_spec("deepspeed") else "torch"
         return "torch"
+    if choice == "deepspeed" and device.type != "cuda":
+        raise ConfigError("train.backend = 'deepspeed' needs CUDA GPUs: on CPU accelerate runs plain DDP and ignores "
+                          "the DeepSpeed plugin; use train.backend = 'torch' (ZeroRedundancyOptimizer) or 'auto'")
     return choice
 
 

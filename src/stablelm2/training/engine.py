@@ -308,7 +308,8 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         dt = time.perf_counter() - t0
         tps = lay.global_batch_tokens / dt
         rec = {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens": tokens,
-               "step_s": dt, "tokens_per_s": tps, "mfu": tps * flops_tok / peak}
+               "step_s": dt, "tokens_per_s": tps, "mfu": tps * flops_tok / peak,
+               "t_end": time.perf_counter() - t_start}
         history["steps"].append(rec)
         if not math.isfinite(loss):
             raise FloatingPointError(f"step {step}: loss is {loss}; lower schedule.peak_lr or check the data")

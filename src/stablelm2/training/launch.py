@@ -113,18 +113,23 @@ def spawn(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, fl
     tail: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
-        tail = (tail + [line.rstrip("\n")])[-40:]
+        tail = (tail + [line.rstrip("\n")])[-400:]
         if echo and not line.startswith("W") and "OMP_NUM_THREADS" not in line and not set(line.strip()) <= {"*"}:
             print(line, end="", file=sys.stderr if "\r" in line or "it/s" in line or "step/s" in line else sys.stdout,
                   flush=True)
     rc = proc.wait()
     if rc != 0:
-        errors = [t for t in tail if t.startswith("error:")]
-        raise LaunchError(
-            f"the training run in {out_dir} failed (exit code {rc}): "
-            + (errors[-1][len("error: "):] if errors else "\n".join(tail[-15:]))
-        )
+        raise LaunchError(f"the training run in {out_dir} failed (exit code {rc}): {_failure(tail)}")
     return json.loads((Path(out_dir) / "history.json").read_text(encoding="utf-8"))
+
+
+def _failure(lines: list[str]) -> str:
+    """The engine's own error line, or a worker's exception, or the last lines of the output."""
+    errors = [t[len("error: "):] for t in lines if t.startswith("error:")]
+    if errors:
+        return errors[-1]
+    raised = [t for t in lines if re.match(r"^(\[rank\d+\]: )?[\w.]*(Error|Exception)\b.*", t)]
+    return raised[-1] if raised else "\n".join(lines[-15:])
 
 
 # ------------------------------------------------------------------------------ cluster files
