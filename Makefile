@@ -11,6 +11,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -r requirements.txt
+	$(PY) -m stablelm2.quantization.converter install  # llama.cpp's HF→GGUF converter, from the llama-cpp-python sdist
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,0 +1,103 @@
+"""The paper-size architecture with random weights: the released model as far as size and speed go.
+
+How fast a format decodes depends on the shapes and the storage of the weights, not on their
+values, so a seeded random ``StableLmForCausalLM`` of the paper's shape (chapter 03's
+``model.build`` at preset ``paper``: 24 layers, width 2048, vocabulary 100,352) saved in fp16 is,
+for bytes on disk and tokens per second, the released 1.6B model. No quality is claimed from it.
+
+The checkpoint and its formats are built once and cached under ``build/cache/arch_1p6b/<key>/``
+(the key hashes the architecture, the seed and the llama-cpp-python / OpenVINO / NNCF versions);
+building them takes several minutes on 2 cores (the Q5_K_M k-quant search and NNCF INT4 are the
+slow parts) and ~16 GB of disk. The OpenVINO trace reads the model in fp16 to stay within memory.
+
+>>> from stablelm2 import config
+>>> from stablelm2.quantization import arch
+>>> paths = arch.formats(config.load("cpu"))                          # doctest: +SKIP
+>>> rows = arch.speed(config.load("cpu"), paths, bandwidth=16e9)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..config import Config, build_root, load
+from . import build as qbuild
+from .formats import check
+from .speed import speed_rows
+
+CACHE = "arch_1p6b"
+
+
+def paper_config(cfg: Config) -> Config:
+    """The ``paper`` preset with this run's seed (the architecture whose speed is measured)."""
+    return load("paper", seed=cfg.run.seed)
+
+
+def cache_dir(cfg: Config) -> Path:
+    """``build/cache/arch_1p6b/<key>/``: shared by the chapter (every preset) and the benchmark."""
+    from .. import model
+
+    versions = {p: md.version(p) for p in ("llama-cpp-python", "openvino", "nncf", "transformers")}
+    ident = {"config": model.hf_config(paper_config(cfg)).to_dict(), "seed": cfg.run.seed, "dtype": "float16",
+             "versions": versions}
+    ident["config"].pop("transformers_version", None)
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return build_root() / "cache" / CACHE / key
+
+
+def checkpoint(cfg: Config, *, progress: bool = True) -> Path:
+    """The random paper-size checkpoint in fp16 with the Arcade100k tokenizer (built once, then reused)."""
+    import torch
+
+    from .. import model, tokenizer
+
+    out = cache_dir(cfg) / "hf"
+    if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    tmp = out.with_name(f".hf.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with tqdm(total=2, desc="random 1.6B checkpoint", disable=not progress) as bar:
+        m = model.build(paper_config(cfg), dtype=torch.float16)
+        bar.update()
+        m.save_pretrained(tmp)
+        del m
+        gc.collect()
+        tokenizer.save_transformers(tmp)
+        bar.update()
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def formats(cfg: Config, *, progress: bool = True) -> dict[str, Path]:
+    """Every format of ``cfg.quant.arch_formats`` of the random paper-size model (built once, cached)."""
+    names = list(cfg.quant.arch_formats)
+    check(names)
+    ckpt = checkpoint(cfg, progress=progress)
+    return qbuild.build_formats(ckpt, cache_dir(cfg) / "formats", names, threads=cfg.quant.threads,
+                                progress=progress, trace_dtype="float16")
+
+
+def speed(cfg: Config, paths: dict[str, Path], *, bandwidth: float, progress: bool = True) -> list[dict[str, Any]]:
+    """Prompt-processing and generation tokens/s of each format of the paper-size model (one at a time)."""
+    names = [n for n in cfg.quant.arch_formats if n in paths]
+    return speed_rows(cfg, {n: paths[n] for n in names}, bandwidth=bandwidth, progress=progress)
+
+
+def sizes(cfg: Config, paths: dict[str, Path]) -> dict[str, int]:
+    """Bytes on disk: the fp16 checkpoint (``FP16_safetensors``), each format, and the INT4 ``model.bin`` alone."""
+    out = {"FP16_safetensors": qbuild.size_on_disk("FP32", checkpoint(cfg, progress=False))}
+    out.update({fmt: qbuild.size_on_disk(fmt, p) for fmt, p in paths.items() if fmt != "FP32"})
+    if "OV_INT4" in paths:
+        out["OV_INT4_bin"] = (Path(paths["OV_INT4"]) / "model.bin").stat().st_size
+    return out

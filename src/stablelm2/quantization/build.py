@@ -1,0 +1,188 @@
+"""Build every requested format of one checkpoint, reuse what is already built, open any of them.
+
+Layout of an output folder (one per source checkpoint)::
+
+    model-F16.gguf  model-Q8_0.gguf  model-Q4_0.gguf  model-Q4_1.gguf  model-Q5_K_M.gguf
+    model-OV_FP32.ov/  model-OV_FP16.ov/  model-OV_INT8.ov/  model-OV_INT4.ov/   (model.xml + model.bin)
+    model-MLX_Q4.mlx/
+    built.json                         the source's fingerprint and what was built from it
+
+Every format name and the checkpoint are checked before anything is written; each output
+appears whole or not at all; a format already built from the same source is reused.
+
+>>> from stablelm2.quantization import build
+>>> paths = build.build_formats("ckpt", "out", ["F16", "Q4_0", "OV_INT4"], threads=2)   # doctest: +SKIP
+>>> eng = build.open_engine("Q4_0", paths["Q4_0"], threads=2)                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..record import atomic_write_json
+from . import checkpoint as ckpt
+from . import gguf_io
+from .formats import REFERENCE, QuantError, check, get
+from .measure import Engine, TorchEngine
+
+STAMP = "built.json"
+
+
+def fingerprint(checkpoint: Path | str) -> str:
+    """Identity of a checkpoint: its config plus the name, size and modification time of its weight files."""
+    checkpoint = Path(checkpoint)
+    h = hashlib.sha256((checkpoint / "config.json").read_bytes())
+    for f in ckpt.weight_files(checkpoint):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def path_of(out_dir: Path | str, fmt: str) -> Path:
+    """Where format ``fmt`` of the checkpoint lives inside ``out_dir``."""
+    spec = get(fmt)
+    if spec.backend == "torch":
+        raise QuantError(f"{fmt} is the checkpoint itself, not a built format")
+    return Path(out_dir) / f"model-{fmt}{spec.file_suffix}"
+
+
+def _stamp(out_dir: Path) -> dict[str, Any]:
+    f = out_dir / STAMP
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def build_formats(checkpoint: Path | str, out_dir: Path | str, formats: list[str] | tuple[str, ...], *,
+                  threads: int = 2, progress: bool = True, trace_dtype: str = "float32") -> dict[str, Path]:
+    """Build ``formats`` of ``checkpoint`` into ``out_dir``; returns {format: path} (FP32 → the checkpoint).
+
+    ``trace_dtype`` is the torch dtype the OpenVINO trace loads the model in ("float16" halves the
+    memory of tracing a large model; its IR then holds fp16 weights, as OV_FP16 does anyway).
+    """
+    specs = check(formats)  # every name checked before any work
+    if threads < 1:
+        raise QuantError(f"threads = {threads} must be at least 1")
+    if trace_dtype != "float32" and "OV_FP32" in formats:
+        raise QuantError(f"OV_FP32 needs trace_dtype='float32' (got {trace_dtype!r}): a float16 trace holds fp16 weights")
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    ckpt.check(checkpoint)
+    fp = fingerprint(checkpoint)
+    stamp = _stamp(out_dir)
+    if not stamp and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise QuantError(f"{out_dir} exists, is not empty and holds no {STAMP}: it was not made by build_formats; "
+                         "choose an empty or new folder")
+    if stamp.get("source") != fp:  # built from another checkpoint (or never): drop what was built from it
+        for name in stamp.get("built", {}):
+            target = path_of(out_dir, name)
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        stamp = {"source": fp, "checkpoint": str(checkpoint), "built": {}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {REFERENCE: checkpoint}
+    todo = [s for s in specs if s.backend != "torch"]
+    need_f16 = any(s.backend == "gguf" for s in todo)
+    ov_todo = [s for s in todo if s.backend == "openvino" and not _done(out_dir, stamp, s.name)]
+    traced = None
+    extra = 1 if need_f16 and "F16" not in formats else 0
+    bar = tqdm(total=len(todo) + extra, desc="formats", disable=not progress)
+    if need_f16:
+        f16 = path_of(out_dir, "F16")
+        if not _done(out_dir, stamp, "F16"):
+            bar.set_postfix_str("F16 (llama.cpp converter)")
+            gguf_io.convert(checkpoint, f16, outtype="f16")
+            _mark(out_dir, stamp, "F16")
+        paths["F16"] = f16
+        if "F16" not in formats:
+            bar.update()
+    for spec in todo:
+        out = path_of(out_dir, spec.name)
+        bar.set_postfix_str(spec.name)
+        if not _done(out_dir, stamp, spec.name):
+            if spec.backend == "gguf":
+                gguf_io.quantize(paths["F16"], out, spec.name, threads=threads)
+            elif spec.backend == "openvino":
+                from . import openvino_io
+
+                if traced is None:  # trace once, compress per format
+                    traced = _trace(checkpoint, trace_dtype)
+                model = openvino_io.compress(traced.clone(), spec.name)
+                openvino_io.save(model, out, spec.name, {"checkpoint": str(checkpoint), "source": fp})
+                if spec is ov_todo[-1]:
+                    traced = None
+            elif spec.backend == "mlx":
+                from . import mlx_io
+
+                mlx_io.export(checkpoint, out, spec.name)
+            _mark(out_dir, stamp, spec.name)
+        paths[spec.name] = out
+        bar.update()
+    bar.close()
+    return paths
+
+
+def _trace(checkpoint: Path, dtype: str):
+    import gc
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from . import openvino_io
+
+    if dtype not in ("float32", "float16"):
+        raise QuantError(f"trace_dtype {dtype!r} must be 'float32' or 'float16'")
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=getattr(torch, dtype),
+                                                 attn_implementation="sdpa").eval()
+    traced = openvino_io.trace(model)
+    del model
+    gc.collect()
+    return traced
+
+
+def _done(out_dir: Path, stamp: dict[str, Any], fmt: str) -> bool:
+    return fmt in stamp.get("built", {}) and path_of(out_dir, fmt).exists()
+
+
+def _mark(out_dir: Path, stamp: dict[str, Any], fmt: str) -> None:
+    stamp.setdefault("built", {})[fmt] = {"bytes": size_on_disk(fmt, path_of(out_dir, fmt))}
+    atomic_write_json(out_dir / STAMP, stamp)
+
+
+def size_on_disk(fmt: str, path: Path | str) -> int:
+    """Bytes a format takes on disk: the GGUF file, the IR (xml + bin), the MLX or fp32 safetensors."""
+    spec = get(fmt)
+    path = Path(path)
+    if spec.backend == "gguf":
+        return path.stat().st_size
+    if spec.backend == "openvino":
+        from .openvino_io import ir_bytes
+
+        return ir_bytes(path)
+    if spec.backend == "mlx":
+        from .mlx_io import folder_bytes
+
+        return folder_bytes(path)
+    return ckpt.weights_bytes(path)
+
+
+def open_engine(fmt: str, path: Path | str, *, threads: int = 2, n_ctx: int = 512,
+                logits_all: bool = False) -> Engine:
+    """An engine for ``fmt`` at ``path`` (``logits_all`` only matters for llama.cpp)."""
+    spec = get(fmt)
+    if spec.backend == "torch":
+        return TorchEngine(path, threads=threads)
+    if spec.backend == "gguf":
+        return gguf_io.LlamaCppEngine(path, n_ctx=n_ctx, threads=threads, logits_all=logits_all)
+    if spec.backend == "openvino":
+        from .openvino_io import OpenVINOEngine
+
+        return OpenVINOEngine(path, threads=threads)
+    from .mlx_io import MLXEngine
+
+    return MLXEngine(path)

@@ -1,0 +1,191 @@
+"""What chapter 08 measures on every format: perplexity and KL to fp32, generation, speed, bounds.
+
+Every engine (:class:`TorchEngine` for the fp32 reference, and the llama.cpp, OpenVINO and MLX
+engines) offers ``logits(ids)`` (all positions), ``prefill(ids)`` and ``step(token)`` (last
+position, with a KV cache), so the same functions measure them all:
+
+* :func:`heldout_windows` — token windows of held-out sample text (documents on the validation side
+  of chapter 01's split, each opened by ``<|endoftext|>``), the same for every format;
+* :func:`compare` — perplexity of the windows, and the mean KL divergence of each format's next-token
+  distribution from the fp32 model's (llama.cpp's ``--kl-divergence`` measure), plus top-1 agreement;
+* :func:`greedy` — greedy generation (each format must load and generate);
+* :func:`speed` — prompt-processing and generation tokens/s at fixed lengths (best of ``repeats``);
+* :func:`bandwidth_bound` — tokens/s a decoder reading ``bytes_per_token`` could reach at the measured
+  memory bandwidth (decoding one token reads every weight once).
+
+>>> from stablelm2.quantization import measure
+>>> measure.bandwidth_bound(bytes_per_token=1e9, bandwidth=16e9)
+16.0
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..config import Config
+
+
+class Engine(Protocol):
+    backend: str
+
+    def logits(self, ids: list[int]) -> np.ndarray: ...
+    def prefill(self, ids: list[int]) -> np.ndarray: ...
+    def step(self, token: int) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+class TorchEngine:
+    """The transformers checkpoint in fp32: the reference every format is compared with (on a GPU when there is one)."""
+
+    backend = "torch"
+
+    def __init__(self, path: Path | str, *, threads: int | None = None, device: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from .checkpoint import check
+
+        check(path)
+        self._torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
+        self._past = None
+
+    def _run(self, ids: list[int], past) -> np.ndarray:
+        torch = self._torch
+        with torch.no_grad():
+            out = self.model(torch.tensor([ids], device=self.device), past_key_values=past, use_cache=True)
+        self._past = out.past_key_values
+        return out.logits[0].float().cpu().numpy()
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        return self._run(ids, None)
+
+    def prefill(self, ids: list[int]) -> np.ndarray:
+        return self._run(ids, None)[-1]
+
+    def step(self, token: int) -> np.ndarray:
+        return self._run([token], self._past)[-1]
+
+    def close(self) -> None:
+        self.model = None
+
+
+# ------------------------------------------------------------------------------ held-out text
+
+
+def heldout_windows(cfg: Config, *, n_tokens: int, window: int) -> list[list[int]]:
+    """Windows of ``window`` token ids (``n_tokens`` in all) from held-out sample documents.
+
+    Documents on the validation side of the content-hash split (``cfg.data.val_fraction``) of every
+    sample source, in a fixed order, each opened by ``<|endoftext|>``, concatenated and cut.
+    """
+    from .. import tokenizer
+    from ..data import sample
+
+    if window < 2 or n_tokens < window:
+        raise ValueError(f"need window ≥ 2 and n_tokens ≥ window (got window={window}, n_tokens={n_tokens})")
+    stream: list[int] = []
+    for name in sample.SAMPLE_SOURCES:
+        for doc in sample.documents(name):
+            text = doc.get("text", "")
+            if text and sample.is_validation(text, cfg.data.val_fraction):
+                stream += [tokenizer.EOT_ID] + tokenizer.encode(text)
+    if len(stream) < n_tokens:
+        raise ValueError(f"the held-out sample has {len(stream)} tokens, fewer than the {n_tokens} asked for; "
+                         "lower quant.ppl_tokens or raise data.val_fraction")
+    return [stream[i:i + window] for i in range(0, n_tokens - window + 1, window)]
+
+
+# ------------------------------------------------------------------------------ quality
+
+
+def _log_softmax(x: np.ndarray):
+    import torch
+
+    return torch.log_softmax(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), dim=-1)
+
+
+def compare(engines: dict[str, Engine], reference: Engine, windows: list[list[int]], *,
+            n_vocab: int) -> dict[str, dict[str, float]]:
+    """Perplexity of every engine (and the reference) on ``windows``, with KL(ref ‖ format) and top-1 agreement.
+
+    Window by window: the reference's log-probabilities are computed once and compared with each
+    engine's. Logits beyond the tokenizer's ``n_vocab`` (the embedding's padding rows) are dropped
+    first, so every backend is compared over the same tokens. KL is in nats per token. (The
+    arithmetic runs in torch: a window is ~positions × 100k logits per format.)
+    """
+    import torch
+
+    names = ["FP32", *engines]
+    acc = {n: {"nll": 0.0, "kl": 0.0, "agree": 0.0} for n in names}
+    count = 0
+    for w in windows:
+        targets = torch.tensor(w[1:])
+        rows = torch.arange(len(targets))
+        ref = _log_softmax(reference.logits(w)[:-1, :n_vocab])
+        ref_top = ref.argmax(-1)
+        p = ref.exp().flatten()
+        acc["FP32"]["nll"] -= float(ref[rows, targets].double().sum())
+        acc["FP32"]["agree"] += len(targets)
+        for name, eng in engines.items():
+            lp = _log_softmax(eng.logits(w)[:-1, :n_vocab])
+            acc[name]["nll"] -= float(lp[rows, targets].double().sum())
+            acc[name]["kl"] += float(torch.dot(p, (ref - lp).flatten()))  # Σ p·(log p − log q)
+            acc[name]["agree"] += float((lp.argmax(-1) == ref_top).sum())
+        count += len(targets)
+    return {n: {"ppl": math.exp(a["nll"] / count), "nll": a["nll"] / count, "kl": a["kl"] / count,
+                "top1_agree": a["agree"] / count, "tokens": count} for n, a in acc.items()}
+
+
+# ------------------------------------------------------------------------------ generation and speed
+
+
+def greedy(engine: Engine, prompt: list[int], n: int) -> list[int]:
+    """``n`` greedily generated token ids after ``prompt``."""
+    logits = engine.prefill(prompt)
+    out = []
+    for _ in range(n):
+        tok = int(np.argmax(logits))
+        out.append(tok)
+        logits = engine.step(tok)
+    return out
+
+
+def speed(engine: Engine, prompt: list[int], gen_tokens: int, *, repeats: int = 2) -> dict[str, Any]:
+    """Prompt processing (one batch of ``len(prompt)`` tokens) and generation (``gen_tokens`` greedy steps), tokens/s.
+
+    Best of ``repeats`` (other processes only ever slow a run down), after one untimed warm-up; also
+    the greedily generated ids (the same in every repeat).
+    """
+    if gen_tokens < 1 or len(prompt) < 1:
+        raise ValueError("speed needs a non-empty prompt and at least one generated token")
+    greedy(engine, prompt[:8], 2)  # warm-up: first-call allocations, page faults of mmapped weights
+    pp_best = tg_best = 0.0
+    for _ in range(repeats):
+        generated = []
+        t0 = time.perf_counter()
+        logits = engine.prefill(prompt)
+        t1 = time.perf_counter()
+        for _ in range(gen_tokens):
+            generated.append(int(np.argmax(logits)))
+            logits = engine.step(generated[-1])
+        t2 = time.perf_counter()
+        pp_best = max(pp_best, len(prompt) / (t1 - t0))
+        tg_best = max(tg_best, gen_tokens / (t2 - t1))
+    return {"pp_tok_s": pp_best, "tg_tok_s": tg_best, "prompt_tokens": len(prompt), "gen_tokens": gen_tokens,
+            "repeats": repeats, "generated": generated}
+
+
+def bandwidth_bound(*, bytes_per_token: float, bandwidth: float) -> float:
+    """Upper bound on decode tokens/s: every weight is read once per token at ``bandwidth`` bytes/s."""
+    if bytes_per_token <= 0 or bandwidth <= 0:
+        raise ValueError("bytes_per_token and bandwidth must be positive")
+    return bandwidth / bytes_per_token

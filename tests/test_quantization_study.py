@@ -1,0 +1,88 @@
+"""The chapter's parameters, plan, paper-preset readiness and claims (on synthetic rows)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stablelm2 import config
+from stablelm2.config import ConfigError
+from stablelm2.ledger import Ledger
+from stablelm2.quantization import claims, study
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"quant.formats": "F16,Q3_K"}, "unknown quantization type 'Q3_K'"),
+    ({"quant.formats": "FP32,Q4_0"}, "fp32 reference is always measured"),
+    ({"quant.arch_formats": "F16,OV_FP32"}, "traces in fp16"),
+    ({"quant.models": "stabilityai/stablelm-2-1_6b"}, "run.offline is True"),
+    ({"quant.models": "mystery"}, "neither one of"),
+    ({"quant.ppl_window": 512}, "ppl_window"),
+    ({"quant.prompt_tokens": 300}, "max_position_embeddings"),
+])
+def test_bad_parameters_fail_before_work(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        study.check(config.load("smoke", **overrides))
+
+
+def test_presets_are_valid():
+    for preset in ("smoke", "cpu", "paper"):
+        study.check(config.load(preset))
+    assert config.load("cpu").quant.models == ("pretrained", "dpo")
+    assert all("/" in m for m in config.load("paper").quant.models)
+
+
+def test_paper_preset_without_the_hub_plans_and_says_so():
+    cfg = config.load("paper")
+    state = study.ready(cfg)  # the test suite blocks the network
+    assert not state["runs"] and "Did not run" in state["message"]
+    steps = {s["step"]: s for s in study.plan(cfg)}
+    assert "stabilityai/stablelm-2-zephyr-1_6b" in steps["download"]["what"]
+    assert steps["quantize"]["what"] == "Q8_0, Q4_0, Q4_1, Q5_K_M"
+    assert study.ready(config.load("smoke"))["runs"]
+
+
+def _q(fmt, backend, ppl, kl):
+    return {"format": fmt, "backend": backend, "ppl": ppl, "ppl_vs_fp32_pct": 100 * (ppl / 10 - 1), "kl": kl,
+            "top1_agree": 1.0, "tokens": 100}
+
+
+def test_quality_claims():
+    led = Ledger("08_quantization")
+    rows = [_q("FP32", "torch", 10.0, 0.0), _q("Q8_0", "gguf", 10.02, 1e-4), _q("Q5_K_M", "gguf", 10.1, 1e-3),
+            _q("Q4_0", "gguf", 10.4, 1e-2), _q("Q4_1", "gguf", 10.3, 8e-3)]
+    made = {c.id: c for c in claims.quality_claims(led, rows, "pretrained")}
+    assert made["quant.q8_0_ppl.pretrained"].status == "reproduced at reduced scale"
+    assert made["quant.kl_order.pretrained"].status == "reproduced at reduced scale"
+    rows[1] = _q("Q8_0", "gguf", 10.5, 2e-2)
+    made = {c.id: c for c in claims.quality_claims(led, rows, "pretrained")}
+    assert made["quant.q8_0_ppl.pretrained"].status == "conflict"
+    assert "out of order" in made["quant.kl_order.pretrained"].evidence
+
+
+def test_size_and_speed_claims_against_the_released_files():
+    led = Ledger("08_quantization")
+    sizes = {"FP16_safetensors": 3_289_069_184, "Q4_0": 985_359_232, "Q4_1": 1_075_274_624,
+             "OV_INT4": 1_054_000_000, "OV_INT4_bin": 1_052_291_306}
+    made = {c.id: c for c in claims.size_claims(led, sizes)}
+    assert made["quant.size_fp16"].status == "reproduced"
+    assert made["quant.size_q4_0"].status == "reproduced" and made["quant.size_q4_0"].paper == 983
+    assert made["quant.size_ov_int4"].status == "reproduced"
+    assert made["quant.size_q4_1"].status == "reported only"
+
+    def row(fmt, backend, tg, bound):
+        return {"format": fmt, "backend": backend, "tg_tok_s": tg, "bound_tok_s": bound, "frac_of_bound": tg / bound,
+                "threads": 2}
+
+    rows = [row("F16", "gguf", 5.0, 5.2), row("Q4_0", "gguf", 9.5, 19.0), row("OV_FP16", "openvino", 4.0, 5.0),
+            row("OV_INT4", "openvino", 12.0, 16.0)]
+    made = {c.id: c for c in claims.speed_claims(led, rows, 17e9)}
+    assert made["quant.speedup_gguf"].status == "reproduced" and made["quant.speedup_gguf"].ours == 1.9
+    assert made["quant.speedup_ov"].status == "conflict"  # 3x is not "almost 2x"
+    assert made["quant.tab8"].status == "reported only"
+
+
+def test_framework_claim():
+    led = Ledger("08_quantization")
+    gen = [{"format": "Q4_0", "tokens": 3}, {"format": "OV_INT4", "tokens": 3}]
+    c = claims.framework_claim(led, gen, {"Q4_0": "gguf", "OV_INT4": "openvino"})
+    assert c.status == "conflict" and "Apple MLX" in c.evidence
