@@ -1,5 +1,5 @@
 """Notebook hygiene: stored without outputs or execution counts, with a `parameters` cell declaring
-`preset`, and a kernelspec that papermill can start. Exit 1 with one line per problem."""
+`preset` whose every assignment papermill can parse, and a kernelspec that papermill can start. Exit 1 with one line per problem."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def papermill_parameters(path: Path) -> list[str]:
+    """The parameter names papermill itself reads from the notebook (what ``-p`` can set)."""
+    import logging
+
+    import papermill as pm
+
+    logging.getLogger("papermill").setLevel(logging.ERROR)  # its parse warnings are reported by problems()
+    return list(pm.inspect_notebook(str(path)))
 
 
 def problems(nb_dir: Path = ROOT / "notebooks") -> list[str]:
@@ -33,6 +43,10 @@ def problems(nb_dir: Path = ROOT / "notebooks") -> list[str]:
                      for t in n.targets if isinstance(t, ast.Name)}
             if "preset" not in names:
                 out.append(f"{name}: the parameters cell must assign `preset`")
+            seen = set(papermill_parameters(path))
+            for missed in sorted(names - seen):
+                out.append(f"{name}: papermill cannot parse the parameter `{missed}` (it could not be set with -p); "
+                           "keep each parameter on one line as `name = value  # help` without '=' in the help")
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
