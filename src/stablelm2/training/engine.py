@@ -333,8 +333,9 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         if save_model:
             _save_final(backend.raw, backend.weights(), out)
         atomic_write_json(out / "history.json", history)
+        val = history["summary"]["final_val_loss"]
         print(f"[engine] done: {step} steps, {tokens:,} tokens, final loss {history['summary']['final_loss']:.4f}, "
-              f"val loss {history['summary']['final_val_loss']:.4f}", flush=True)
+              + (f"val loss {val:.4f}" if math.isfinite(val) else "no validation set"), flush=True)
     if world > 1:
         dist.barrier()
     return history
