@@ -1,0 +1,350 @@
+"""Chapter 03's study of the architecture: how it differs from LLaMA, its sizing, measured speed, claims.
+
+Built on :mod:`stablelm2.model` (the released class, parameter counts, FLOPs, memory):
+
+* :func:`llama_differences` / :func:`rotary_frequencies` — the three differences from LLaMA, read
+  off instantiated modules (partial rotary, LayerNorm, QKV biases);
+* :func:`measure_fwd_bwd` / :func:`measure_small` — forward+backward FLOP/s of small configs on this
+  machine against its measured matmul peak;
+* :func:`sizing` / :func:`record_claims` — every number of the chapter and its claims in the ledger;
+* :func:`plot_memory`, :func:`plot_rotary`, :func:`plot_throughput`, :func:`summary` — its figures.
+
+>>> from stablelm2 import config, model_study
+>>> rows = model_study.llama_differences(config.load("paper"))
+>>> [r["difference"] for r in rows][:1]
+['rotary position embedding']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import facts as F
+from .config import Config
+from .model import (
+    build,
+    counted_params,
+    ffn_size,
+    flops_per_token,
+    gpu_hours,
+    hf_config,
+    largest_micro_batch,
+    megatron_flops_per_token,
+    memory_per_gpu,
+    mfu,
+    param_counts,
+    released_config_check,
+)
+
+# ------------------------------------------------------------------------------ versus LLaMA
+
+
+def llama_twin(cfg: Config, device: str = "meta") -> torch.nn.Module:
+    """A LLaMA of the same width, depth, heads, FFN and vocabulary (RMSNorm, full RoPE, no biases)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    m = cfg.model
+    lc = LlamaConfig(vocab_size=m.vocab_size, hidden_size=m.d_model, intermediate_size=m.d_ff,
+                     num_hidden_layers=m.n_layers, num_attention_heads=m.n_heads, num_key_value_heads=m.n_heads,
+                     max_position_embeddings=m.max_position_embeddings, rms_norm_eps=m.norm_eps,
+                     tie_word_embeddings=m.tie_embeddings, attention_bias=False, mlp_bias=False,
+                     rope_parameters={"rope_type": "default", "rope_theta": float(m.rope_theta)})
+    with torch.device(device):
+        return LlamaForCausalLM(lc)
+
+
+def _biases(layer: torch.nn.Module) -> str:
+    names = [n.removesuffix(".bias") for n, _ in layer.named_parameters() if n.endswith(".bias")]
+    return ", ".join(n for n in names if "layernorm" not in n) or "none"
+
+
+def llama_differences(cfg: Config) -> list[dict[str, str]]:
+    """The three differences from LLaMA, read off the instantiated modules (both built on ``meta``)."""
+    ours, twin = build(cfg, device="meta"), llama_twin(cfg)
+    a, la = ours.model.layers[0], twin.model.layers[0]
+    head_dim = cfg.model.d_model // cfg.model.n_heads
+    ln = a.input_layernorm
+    rows = [
+        {"difference": "rotary position embedding",
+         "Stable LM 2": f"first {a.self_attn.rotary_ndims} of {head_dim} head dims rotate "
+                        f"(rotary_emb.inv_freq has {ours.model.rotary_emb.inv_freq.shape[0]} frequencies)",
+         "LLaMA": f"all {head_dim} head dims rotate "
+                  f"(rotary_emb.inv_freq has {twin.model.rotary_emb.inv_freq.shape[0]} frequencies)"},
+        {"difference": "normalisation",
+         "Stable LM 2": f"{type(ln).__name__}: weight {tuple(ln.weight.shape)} + bias "
+                        f"{tuple(ln.bias.shape) if ln.bias is not None else None} (input, post-attention, final)",
+         "LLaMA": f"{type(la.input_layernorm).__name__}: weight {tuple(la.input_layernorm.weight.shape)}, no bias"},
+        {"difference": "linear-layer biases",
+         "Stable LM 2": f"{_biases(a)}; none on o_proj, gate/up/down_proj, lm_head",
+         "LLaMA": f"{_biases(la)}"},
+        {"difference": "parameters (same width, depth, FFN, vocabulary)",
+         "Stable LM 2": f"{sum(p.numel() for p in ours.parameters()):,}",
+         "LLaMA": f"{sum(p.numel() for p in twin.parameters()):,}"},
+    ]
+    return rows
+
+
+def rotary_frequencies(cfg: Config) -> dict[str, list[float]]:
+    """Rotation per position (radians) of every head dimension, from each model's own rotary module.
+
+    Read off the cos/sin tables that ``rotary_emb`` produces at position 1; StableLM's head dims
+    beyond ``rotary_ndims`` are passed through unrotated (0), as ``StableLmAttention`` does.
+    """
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+    from transformers.models.stablelm.modeling_stablelm import StableLmRotaryEmbedding
+
+    head_dim = cfg.model.d_model // cfg.model.n_heads
+    x, pos = torch.zeros(1, 1, head_dim), torch.tensor([[1]])
+    out = {}
+    for name, rot in (("Stable LM 2", StableLmRotaryEmbedding(hf_config(cfg))),
+                      ("LLaMA", LlamaRotaryEmbedding(llama_twin(cfg).config))):
+        cos, sin = rot(x, pos)
+        full = torch.zeros(head_dim)
+        angle = torch.atan2(sin[0, 0], cos[0, 0])
+        full[: angle.shape[0]] = angle
+        out[name] = full.tolist()
+    return out
+
+
+# ------------------------------------------------------------------------------ measured here
+
+
+def measure_fwd_bwd(cfg: Config, *, repeats: int = 3, micro_batch: int | None = None,
+                    seq_len: int | None = None) -> dict[str, float]:
+    """Time forward+backward (loss on all tokens) of ``cfg``'s model on this CPU, best of ``repeats``.
+
+    Returns the analytic FLOPs of one step (:func:`flops_per_token` × tokens), the achieved FLOP/s
+    and the fraction of this machine's measured fp32 matmul peak (:func:`hardware.matmul_peak_flops`).
+    """
+    from . import hardware
+
+    if repeats <= 0:
+        raise ValueError(f"repeats = {repeats} must be positive")
+    b = cfg.train.micro_batch if micro_batch is None else micro_batch
+    s = cfg.data.seq_len if seq_len is None else seq_len
+    threads = cfg.run.threads or None
+    model = build(cfg)
+    model.train()
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    ids = torch.randint(0, cfg.model.vocab_size, (b, s), generator=gen)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(input_ids=ids, labels=ids).loss.backward()
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        seconds = hardware.best_time(step, repeats=repeats, warmup=1)
+    finally:
+        torch.set_num_threads(before)
+    flops = flops_per_token(cfg, s)["total"] * b * s
+    peak = hardware.matmul_peak_flops(threads)
+    return {"micro_batch": b, "seq_len": s, "seconds": seconds, "flops": flops,
+            "flops_per_s": flops / seconds, "matmul_peak_flops_per_s": peak, "fraction_of_peak": flops / seconds / peak}
+
+
+def measure_small(cfg: Config, presets: tuple[str, ...] | None = None,
+                  repeats: int | None = None) -> list[dict[str, Any]]:
+    """:func:`measure_fwd_bwd` for the small presets: at smoke only ``smoke`` (1 timed pass), else
+    ``smoke`` and ``cpu`` (best of 3)."""
+    from . import config
+
+    smoke = cfg.run.preset == "smoke"
+    presets = presets or (("smoke",) if smoke else ("smoke", "cpu"))
+    repeats = repeats or (1 if smoke else 3)
+    rows = []
+    for name in presets:
+        small = config.load(name, **{"run.seed": cfg.run.seed, "run.threads": cfg.run.threads})
+        rows.append({"preset": name, "params": param_counts(small)["total"],
+                     **measure_fwd_bwd(small, repeats=repeats)})
+    return rows
+
+
+# ------------------------------------------------------------------------------ the chapter's claims
+
+
+def sizing(paper: Config) -> dict[str, Any]:
+    """The paper-scale numbers of chapter 03 (parameters, FLOPs, memory, MFU, GPU-hours) in one dict."""
+    counted = counted_params(build(paper, device="meta"))
+    fpt = flops_per_token(paper)
+    tokens = F.value("train.epochs") * F.value("train.total_tokens")
+    tf, tf_hi, peak = (F.value("train.tflops_per_gpu"), F.value("train.tflops_per_gpu_high"),
+                       F.value("train.a100_peak_tflops_bf16"))
+    return {
+        "released_config": released_config_check(paper),
+        "counted": counted,
+        "analytic": param_counts(paper),
+        "variants": {
+            "HF class (every LayerNorm with bias)": param_counts(paper)["total"],
+            "per-layer LayerNorms without bias, final with bias": param_counts(paper, layer_norm_bias=False)["total"],
+            "no LayerNorm bias at all (NeoX use_bias_in_norms: false)":
+                param_counts(paper, layer_norm_bias=False, final_norm_bias=False)["total"],
+            "no norm bias, no QKV bias (NeoX config as written)":
+                param_counts(paper, layer_norm_bias=False, final_norm_bias=False, qkv_bias=False)["total"],
+        },
+        "flops_per_token": fpt,
+        "neox_flops_per_token": {ck: megatron_flops_per_token(paper, checkpointing=ck) for ck in (False, True)},
+        "tokens": tokens,
+        "mfu": mfu(tf, peak), "mfu_high": mfu(tf_hi, peak),
+        "gpu_hours": gpu_hours(tokens, fpt["total"], tf),
+        "gpu_hours_high": gpu_hours(tokens, fpt["total"], tf_hi),
+        "gpu_hours_neox_no_ckpt": gpu_hours(tokens, megatron_flops_per_token(paper, checkpointing=False), tf),
+        "gpu_hours_neox_ckpt": gpu_hours(tokens, megatron_flops_per_token(paper, checkpointing=True), tf),
+        "memory": {mb: memory_per_gpu(paper, micro_batch=mb) for mb in (1, 2, 4)},
+        "memory_ckpt": memory_per_gpu(paper, checkpointing=True),
+        "largest_micro_batch": largest_micro_batch(paper),
+    }
+
+
+def record_claims(led: Any, size: dict[str, Any]) -> None:
+    """Record chapter 03's claims (parameters, conflicts, MFU, memory, GPU-hours) in a ledger."""
+    c, n_layers = size["counted"], F.value("model.n_layers")
+    checks = size["released_config"]
+    bad = [r["key"] for r in checks if not r["match"]]
+    led.derive("model.hf_config", "Keys of our StableLmConfig equal to the released config.json (architecture keys)",
+               ours=len(checks) - len(bad), paper=len(checks), rel_tol=0.0,
+               note=f"compared: {', '.join(r['key'] for r in checks)}" + (f"; differ: {', '.join(bad)}" if bad else ""))
+    led.derive("model.ffn_size", "SwiGLU width: 8/3 × hidden size rounded up to the config's mlp_multiple_of",
+               ours=ffn_size(F.value("model.hidden_size"), F.value("model.mlp_multiple_of")), fact="model.ffn_size",
+               rel_tol=0.0)
+    led.derive("model.params_hf", "Parameters of StableLmForCausalLM at the released shape, counted on the meta model",
+               ours=c["total"], fact="model.n_params_with_norm_bias", rel_tol=0.0)
+    for key, fact, per_layer in (("embedding", "model.embedding_params", False), ("lm_head", "model.lm_head_params", False),
+                                 ("attention", "model.attn_weight_params_per_layer", True),
+                                 ("qkv_bias", "model.qkv_bias_params_per_layer", True),
+                                 ("mlp", "model.mlp_params_per_layer", True)):
+        led.derive(f"model.params_{key}", f"{key} parameters{' per layer' if per_layer else ''}, counted",
+                   ours=c[key] // n_layers if per_layer else c[key], fact=fact, rel_tol=0.0)
+    v = size["variants"]
+    variants = "; ".join(f"{k}: {n:,}" for k, n in v.items())
+    led.derive("model.params_card", "The model card's parameter count vs the HF class's count",
+               ours=c["total"], fact="model.n_params_card", rel_tol=0.0,
+               note=f"the HF class has a bias on every LayerNorm (2 per layer + final). Variants: {variants}. "
+                    "Only 'per-layer norms without bias, final norm with bias' gives the card's number, a layout no "
+                    "source describes; the released safetensors size fits the HF count")
+    led.conflict("model.neox_norm_bias", "Official GPT-NeoX config use_bias_in_norms: false vs paper and HF class",
+                 fact="train.use_bias_in_norms_config", ours=c["layer_norm_bias"] > 0,
+                 evidence="the paper (§4 'LayerNorm with learned bias terms'), the model card and the HF class all have "
+                          f"LayerNorm biases ({c['layer_norm_bias'] + F.value('model.hidden_size'):,} bias parameters here); "
+                          f"removing them all would give {v['no LayerNorm bias at all (NeoX use_bias_in_norms: false)']:,} "
+                          "parameters, matching neither the card nor the HF count")
+    led.conflict("model.neox_attn_bias", "Official GPT-NeoX config use_bias_in_attn_linear: false vs paper and HF config",
+                 fact="train.use_bias_in_attn_linear_config", ours=c["qkv_bias"] > 0,
+                 evidence=f"the paper keeps the Q, K, V biases and the HF config has use_qkv_bias: true ({c['qkv_bias']:,} "
+                          "QKV-bias parameters in the instantiated model); the config as written has none")
+    tf, tf_hi, peak = (F.value("train.tflops_per_gpu"), F.value("train.tflops_per_gpu_high"),
+                       F.value("train.a100_peak_tflops_bf16"))
+    paper_hours = F.value("carbon.gpu_hours")
+    led.derive("model.mfu", f"MFU at {tf} TFLOP/s per A100 (bf16 peak {peak})", ours=size["mfu"], fact="train.mfu",
+               rel_tol=0.001)
+    led.derive("model.mfu_high", f"MFU at {tf_hi} TFLOP/s per A100", ours=size["mfu_high"], fact="train.mfu_high",
+               rel_tol=0.001)
+    m2 = size["memory"][2]
+    per_gpu = F.value("train.global_batch_seqs") // F.value("train.n_gpus")
+    led.derive("model.micro_batch", f"Largest micro-batch dividing {per_gpu} sequences/GPU/step that fits an A100-40GB "
+               "without activation checkpointing (bf16, ZeRO-1 over 512 GPUs)", ours=size["largest_micro_batch"],
+               fact="train.micro_batch", rel_tol=0.0,
+               note=f"micro-batch 2 needs {m2['total'] / 2**30:.1f} GiB of 40 (margin {m2['margin'] / 2**30:.1f} GiB); "
+                    f"micro-batch 4 needs {size['memory'][4]['total'] / 2**30:.1f} GiB")
+    hours, neox, neox_ck = size["gpu_hours"], size["gpu_hours_neox_no_ckpt"], size["gpu_hours_neox_ckpt"]
+    led.conflict("model.activation_checkpointing", "Official config checkpoint-activations: true vs the paper's "
+                 "'completely remove activation checkpointing'", fact="train.activation_checkpointing_config",
+                 ours=not m2["fits"],
+                 evidence=f"memory supports the paper: micro-batch 2 fits without checkpointing ({m2['total'] / 2**30:.1f} "
+                          f"GiB of 40). The ~{paper_hours:,} GPU-hours support the config: at {tf} TFLOP/s as GPT-NeoX logs it, two "
+                          f"epochs take {neox:,.0f} GPU-h without checkpointing but {neox_ck:,.0f} with it (NeoX counts "
+                          "the recomputed forward, 4 passes instead of 3). Unresolved")
+    led.derive("model.gpu_hours", f"GPU-hours for 2 epochs of the ~2T-token mix at {tf} TFLOP/s of model FLOPs (6N + attention)",
+               ours=hours, fact="carbon.gpu_hours", rel_tol=0.10,
+               note=f"{hours:,.0f} GPU-h is {hours / paper_hours:.0%} of ~{paper_hours:,}: {tf} TFLOP/s sustained "
+                    f"would leave ~{F.value('carbon.gpu_hours') - hours:,.0f} GPU-h for overheads (evaluation, checkpoints, "
+                    f"restarts), or the {tf} counts recomputation (see model.activation_checkpointing)")
+    led.derive("model.gpu_hours_neox_ckpt", f"GPU-hours for 2 epochs of ~2T tokens at {tf} TFLOP/s counted as GPT-NeoX does "
+               "with activation checkpointing on", ours=neox_ck, fact="carbon.gpu_hours", rel_tol=0.02,
+               note=f"agrees with ~{paper_hours:,} only if the logged throughput included the recomputed forward pass")
+    tokens_steps = F.value("schedule.total_steps_derived") * F.value("train.global_batch_tokens")
+    f = size["flops_per_token"]
+    led.derive("model.train_flops", "Training FLOPs (6N + 12·L·d·s) × steps (420k + 80k) × tokens per step",
+               ours=(f["dense_all_params"] + f["attention"]) * tokens_steps, fact="carbon.flops_model_derived",
+               rel_tol=0.02)
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def plot_memory(size: dict[str, Any], gpu: str = "A100-40GB") -> Any:
+    """Per-GPU memory by component for micro-batches 1, 2, 4 (and 2 with checkpointing) vs capacity."""
+    import matplotlib.pyplot as plt
+
+    cases = {f"mb {mb}": mem for mb, mem in size["memory"].items()}
+    cases["mb 2 + act. ckpt"] = size["memory_ckpt"]
+    parts = ("weights", "gradients", "optimizer", "activations", "logits")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bottom = [0.0] * len(cases)
+    for part in parts:
+        vals = [c[part] / 2**30 for c in cases.values()]
+        ax.bar(list(cases), vals, bottom=bottom, label=part)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    cap = next(iter(cases.values()))["capacity"] / 2**30
+    ax.axhline(cap, color="crimson", lw=1.5, ls="--", label=f"{gpu} ({cap:.0f} GiB)")
+    ax.set(title="Memory per GPU: bf16, ZeRO-1 over 512 GPUs, 4096-token sequences", ylabel="GiB",
+           xlabel="micro-batch (sequences per GPU per pass)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rotary(freqs: dict[str, list[float]]) -> Any:
+    """Rotation per position of every head dimension: Stable LM 2 (25 %) vs LLaMA (all)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, f in freqs.items():
+        ax.step(range(len(f)), f, where="mid", label=name)
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set(title="Which head dimensions rotate (angle per position, from each model's rotary module)",
+           xlabel="head dimension", ylabel="radians per position")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_throughput(rows: list[dict[str, Any]]) -> Any:
+    """Achieved forward+backward FLOP/s of the small configs vs this machine's matmul peak."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    names = [r["preset"] for r in rows]
+    ax.bar(names, [r["flops_per_s"] / 1e9 for r in rows], color="steelblue", label="forward+backward (analytic FLOPs)")
+    ax.axhline(rows[0]["matmul_peak_flops_per_s"] / 1e9, color="crimson", ls="--",
+               label="fp32 matmul peak, 2048² (measured)")
+    ax.set(title="Training FLOP/s on this CPU", ylabel="GFLOP/s", xlabel="model size (preset)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def summary(size: dict[str, Any]) -> str:
+    """Chapter 03's findings in a few sentences (markdown), every number computed from ``size``."""
+    c, v = size["counted"], size["variants"]
+    card = F.value("model.n_params_card")
+    m2, m4 = size["memory"][2], size["memory"][4]
+    hours, paper_hours = size["gpu_hours"], F.value("carbon.gpu_hours")
+    return (
+        f"**Parameters.** The HF class at the released shape has **{c['total']:,}** parameters "
+        f"({'analytic = counted' if size['analytic'] == c else 'analytic ≠ counted'}); "
+        f"the card's {card:,} is {c['total'] - card:,} fewer — only the per-layer LayerNorms without bias "
+        f"({v['per-layer LayerNorms without bias, final with bias']:,}) gives it.  \n"
+        f"**Memory.** Micro-batch 2 needs {m2['total'] / 2**30:.1f} GiB of {m2['capacity'] / 2**30:.0f} without "
+        f"activation checkpointing (margin {m2['margin'] / 2**30:.1f} GiB); micro-batch 4 would need "
+        f"{m4['total'] / 2**30:.1f} GiB, so {size['largest_micro_batch']} is the largest that fits.  \n"
+        f"**Utilisation and cost.** MFU {size['mfu']:.1%} at {F.value('train.tflops_per_gpu')} TFLOP/s and "
+        f"{size['mfu_high']:.1%} at {F.value('train.tflops_per_gpu_high')}. Two epochs of the ~2T-token mix "
+        f"({size['tokens']:.3g} tokens) at {F.value('train.tflops_per_gpu')} TFLOP/s of model FLOPs take "
+        f"**{hours:,.0f} GPU-hours**, {hours / paper_hours:.0%} of the paper's ~{paper_hours:,}; counted as "
+        f"GPT-NeoX logs throughput with activation checkpointing on, **{size['gpu_hours_neox_ckpt']:,.0f}**."
+    )
