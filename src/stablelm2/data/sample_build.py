@@ -3,7 +3,8 @@
 The sample corpus (``stablelm2/data/sample/``) is committed; nothing here runs in the notebooks
 (``tests/test_data_sample_build.py`` checks the manifest it writes and its offline parts). This
 script documents — and re-runs — how the files that come from installed packages were made. It
-needs the Debian packages ``manpages-{de,es,fr,it,nl,pt-br}``, ``debian-handbook`` and the Python packages of this project's venv (scipy, sympy, and the standard library)::
+needs the Debian packages ``manpages-{de,es,fr,it,nl,pt-br}``, ``debian-handbook`` and the Python
+packages of this project's venv (scipy, sympy, and the standard library)::
 
     apt-get install manpages-de manpages-es manpages-fr manpages-it manpages-nl manpages-pt-br debian-handbook
     python -m stablelm2.data.sample_build            # rewrites sample/*.jsonl + MANIFEST.json
