@@ -61,8 +61,8 @@ class TorchEngine:
     def _run(self, ids: list[int], past) -> np.ndarray:
         torch = self._torch
         with torch.no_grad():
-            out = self.model(torch.tensor([ids], device=self.device), past_key_values=past, use_cache=True)
-        self._past = out.past_key_values
+            out = self.model(torch.tensor([ids], device=self.device), cache=past, use_cache=True)
+        self._past = out.cache
         return out.logits[0].float().cpu().numpy()
 
     def logits(self, ids: list[int]) -> np.ndarray:

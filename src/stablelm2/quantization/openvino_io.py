@@ -55,9 +55,9 @@ def _kv_module(model: Any):
             key_pos = torch.cumsum(attention_mask, -1) - 1
             mask = (key_pos[:, None, None, :] <= position_ids[:, None, :, None]) & (attention_mask[:, None, None, :] > 0)
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                             cache_position=position_ids[0], past_key_values=cache, use_cache=True)
+                             cache_position=position_ids[0], cache=cache, use_cache=True)
             flat = []
-            for layer in out.past_key_values.layers:
+            for layer in out.cache.layers:
                 flat += [layer.keys.float(), layer.values.float()]
             return (out.logits.float(), *flat)
 
