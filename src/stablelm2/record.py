@@ -19,15 +19,19 @@ change, so a crashed notebook still leaves what it had measured. :func:`read` re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import importlib.metadata as _md
 import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +64,40 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path | str) -> Iterator[Path]:
+    """A scratch path beside ``out`` (not yet created) that becomes ``out`` when the block succeeds.
+
+    Write a folder there (``save_pretrained``, a converter, ``copytree``...); on success it replaces
+    ``out`` in one rename, on any error it is removed and ``out`` stays as it was::
+
+        with atomic_dir(models / "pretrained") as tmp:
+            model.save_pretrained(tmp)
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        if not tmp.is_dir():
+            raise FileNotFoundError(f"nothing was written to {tmp}, so {out} was left as it was")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _json_default(x: Any) -> Any:

@@ -349,8 +349,24 @@ def load_sft(sources: Iterable[str] | None = None, *, mode: str = "local", max_t
     ``max_samples`` caps the rows *kept* per source (0 = all; the rest are not read).
     """
     count_turns([], turn_unit)  # validates the unit before reading anything
-    chosen = _pick(sources, SFT_SOURCES, "SFT")
-    report = FilterReport(rules=tuple(SFT_RULES))
+
+    def accept(src: Source, raw: dict[str, Any]) -> dict[str, Any]:
+        messages = src.convert(raw)
+        _check_order(messages)
+        turns = count_turns(messages, turn_unit)
+        if turns > max_turns:
+            raise Malformed("too_many_turns", f"{turns} {turn_unit} turns > {max_turns}")
+        return {"messages": messages}
+
+    return _read(_pick(sources, SFT_SOURCES, "SFT"), SFT_RULES, accept, mode=mode, max_samples=max_samples,
+                 sample_dir=sample_dir)
+
+
+def _read(chosen: list[Source], rules: Iterable[str], accept: Callable[[Source, dict[str, Any]], dict[str, Any]],
+          *, mode: str, max_samples: int, sample_dir: Path | None) -> Loaded:
+    """Every raw row of every chosen source through ``accept`` (which raises :class:`Malformed` to drop
+    it); each drop counted under its rule, at most ``max_samples`` rows kept per source (0 = all)."""
+    report = FilterReport(rules=tuple(rules))
     rows: list[dict[str, Any]] = []
     for src in chosen:
         report.read[src.name] += 0
@@ -360,15 +376,11 @@ def load_sft(sources: Iterable[str] | None = None, *, mode: str = "local", max_t
             try:
                 if raw is None:
                     raise Malformed("unreadable", "not a JSON object")
-                messages = src.convert(raw)
-                _check_order(messages)
-                turns = count_turns(messages, turn_unit)
-                if turns > max_turns:
-                    raise Malformed("too_many_turns", f"{turns} {turn_unit} turns > {max_turns}")
+                row = accept(src, raw)
             except Malformed as bad:
                 report.drop(src.name, bad.rule, bad.detail, row_id)
                 continue
-            rows.append({"source": src.name, "id": row_id, "messages": messages})
+            rows.append({"source": src.name, "id": row_id, **row})
             report.kept[src.name] += 1
             if max_samples and report.kept[src.name] >= max_samples:
                 break
@@ -388,35 +400,19 @@ def load_dpo(sources: Iterable[str] | None = None, *, mode: str = "local", min_c
     Tied ranking and the chosen-score threshold need scores; a source without them (Intel Orca
     pairs) passes those two rules untouched — :func:`unscored` tells how many pairs that concerns.
     """
-    chosen_src = _pick(sources, DPO_SOURCES, "preference")
-    report = FilterReport(rules=tuple(DPO_RULES))
-    rows: list[dict[str, Any]] = []
-    for src in chosen_src:
-        report.read[src.name] += 0
-        for i, raw in raw_rows(src, mode, sample_dir):
-            row_id = f"{src.name}:{i}"
-            report.read[src.name] += 1
-            try:
-                if raw is None:
-                    raise Malformed("unreadable", "not a JSON object")
-                pair = src.convert(raw)
-                sc, sr = pair["score_chosen"], pair["score_rejected"]
-                if sc is not None and sc == sr:
-                    raise Malformed("tied_ranking", f"both scored {sc:g}")
-                if _norm(pair["chosen"][-1]["content"]) == _norm(pair["rejected"][-1]["content"]):
-                    raise Malformed("duplicated_content", "chosen and rejected responses are identical")
-                if sc is not None and sc < min_chosen_score:
-                    raise Malformed("low_chosen_score", f"chosen scored {sc:g} < {min_chosen_score:g}")
-            except Malformed as bad:
-                report.drop(src.name, bad.rule, bad.detail, row_id)
-                continue
-            rows.append({"source": src.name, "id": row_id, **pair})
-            report.kept[src.name] += 1
-            if max_samples and report.kept[src.name] >= max_samples:
-                break
-        if not report.kept[src.name]:
-            raise _no_usable(src, report, mode)
-    return Loaded(rows, report)
+    def accept(src: Source, raw: dict[str, Any]) -> dict[str, Any]:
+        pair = src.convert(raw)
+        sc, sr = pair["score_chosen"], pair["score_rejected"]
+        if sc is not None and sc == sr:
+            raise Malformed("tied_ranking", f"both scored {sc:g}")
+        if _norm(pair["chosen"][-1]["content"]) == _norm(pair["rejected"][-1]["content"]):
+            raise Malformed("duplicated_content", "chosen and rejected responses are identical")
+        if sc is not None and sc < min_chosen_score:
+            raise Malformed("low_chosen_score", f"chosen scored {sc:g} < {min_chosen_score:g}")
+        return pair
+
+    return _read(_pick(sources, DPO_SOURCES, "preference"), DPO_RULES, accept, mode=mode, max_samples=max_samples,
+                 sample_dir=sample_dir)
 
 
 def unscored(rows: list[dict[str, Any]]) -> dict[str, int]:

@@ -22,14 +22,13 @@ import gc
 import hashlib
 import importlib.metadata as md
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..config import Config, build_root, load
+from ..record import atomic_dir
 from . import build as qbuild
 from .formats import check
 from .speed import speed_rows
@@ -63,9 +62,7 @@ def checkpoint(cfg: Config, *, progress: bool = True) -> Path:
     out = cache_dir(cfg) / "hf"
     if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
         return out
-    tmp = out.with_name(f".hf.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with tqdm(total=2, desc="random 1.6B checkpoint", disable=not progress) as bar:
+    with atomic_dir(out) as tmp, tqdm(total=2, desc="random 1.6B checkpoint", disable=not progress) as bar:
         m = model.build(paper_config(cfg), dtype=torch.float16)
         bar.update()
         m.save_pretrained(tmp)
@@ -73,9 +70,6 @@ def checkpoint(cfg: Config, *, progress: bool = True) -> Path:
         gc.collect()
         tokenizer.save_transformers(tmp)
         bar.update()
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
     return out
 
 

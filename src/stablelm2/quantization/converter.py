@@ -19,7 +19,6 @@ PosixPath('model-f16.gguf')
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -30,7 +29,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..record import atomic_write_text
+from ..record import atomic_write_text, sha256_file
 
 SDIST_SHA256 = {
     "0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
@@ -79,14 +78,6 @@ def script() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download_sdist(dest: Path, version: str) -> Path:
     """``pip download llama-cpp-python==<version> --no-binary :all: --no-deps`` into ``dest``."""
     cmd = [sys.executable, "-m", "pip", "download", f"llama-cpp-python=={version}", "--no-binary", ":all:",
@@ -118,7 +109,7 @@ def install(sdist: Path | str | None = None, *, force: bool = False) -> Path:
         tarball = Path(sdist) if sdist is not None else download_sdist(tmp / "dl", version)
         if not tarball.is_file():
             raise ConverterError(f"sdist {tarball} does not exist")
-        digest = _sha256(tarball)
+        digest = sha256_file(tarball)
         if digest != SDIST_SHA256[version]:
             raise ConverterError(f"sdist {tarball} has sha256 {digest}, expected {SDIST_SHA256[version]} for "
                                  f"llama-cpp-python {version}; the download is corrupt or a different release")

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..record import atomic_dir
 from .checkpoint import check, release_style_view
 from .formats import MLX_GROUP, QuantError, get
 
@@ -50,19 +49,10 @@ def export(checkpoint: Path | str, out: Path | str, fmt: str = "MLX_Q4") -> Path
 
     check(checkpoint)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".mlx-src-") as view:
-            src = release_style_view(checkpoint, Path(view) / "ckpt")
-            with contextlib.redirect_stdout(io.StringIO()):  # mlx_lm prints [INFO] lines
-                convert(str(src), str(tmp), quantize=True, q_bits=int(spec.bits), q_group_size=MLX_GROUP)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(dir=out.parent, prefix=".mlx-src-") as view:
+        src = release_style_view(checkpoint, Path(view) / "ckpt")
+        with contextlib.redirect_stdout(io.StringIO()):  # mlx_lm prints [INFO] lines
+            convert(str(src), str(tmp), quantize=True, q_bits=int(spec.bits), q_group_size=MLX_GROUP)
     return out
 
 

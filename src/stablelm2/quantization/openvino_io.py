@@ -17,13 +17,12 @@ plugin with ``INFERENCE_PRECISION_HINT=f32`` so the formats differ only in their
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..record import atomic_dir
 from .checkpoint import check
 from .formats import INT4_GROUP, QuantError, get
 
@@ -115,18 +114,10 @@ def save(ov_model: Any, out: Path | str, fmt: str, meta: dict[str, Any]) -> Path
 
     spec = get(fmt)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:
         tmp.mkdir()
         ov.save_model(ov_model, tmp / "model.xml", compress_to_fp16=spec.ir_fp16 or spec.nncf_mode is not None)
         (tmp / META).write_text(json.dumps({"format": fmt, **meta}, indent=2), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

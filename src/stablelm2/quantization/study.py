@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import shutil
 import socket
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError
+from ..record import atomic_dir
 from . import build as qbuild
 from . import measure
 from .formats import FORMATS, REFERENCE, QuantError, get
@@ -84,15 +83,10 @@ def random_checkpoint(cfg: Config) -> Path:
     stamp = out / "random.json"
     if stamp.is_file() and stamp.read_text() == ident:
         return out
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    m = model.build(cfg, dtype=torch.float32)
-    m.save_pretrained(tmp)
-    tokenizer.save_transformers(tmp)
-    (tmp / "random.json").write_text(ident)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.build(cfg, dtype=torch.float32).save_pretrained(tmp)
+        tokenizer.save_transformers(tmp)
+        (tmp / "random.json").write_text(ident)
     return out
 
 

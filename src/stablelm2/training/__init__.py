@@ -23,12 +23,12 @@ use and reused afterwards.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError
+from ..record import atomic_dir
 
 CHAPTER = "05_pretraining"
 
@@ -67,16 +67,12 @@ def pretrained(cfg: Config, *, progress: bool = True) -> Path:
     history = train_main(cfg, progress=progress)
     from .. import tokenizer
 
-    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(run_dir(cfg) / "model", tmp)
-    tokenizer.save_transformers(tmp)
-    (tmp / "pretrained.json").write_text(json.dumps(
-        {"fingerprint": history["fingerprint"], "identity": history["identity"], "summary": history["summary"],
-         "run_dir": str(run_dir(cfg)), "preset": cfg.run.preset}, indent=1), encoding="utf-8")
-    if out.exists():  # an incomplete earlier attempt (no stamp): replace it
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:  # replaces an incomplete earlier attempt (one without the stamp)
+        shutil.copytree(run_dir(cfg) / "model", tmp)
+        tokenizer.save_transformers(tmp)
+        (tmp / "pretrained.json").write_text(json.dumps(
+            {"fingerprint": history["fingerprint"], "identity": history["identity"], "summary": history["summary"],
+             "run_dir": str(run_dir(cfg)), "preset": cfg.run.preset}, indent=1), encoding="utf-8")
     return out
 
 

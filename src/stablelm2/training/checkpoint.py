@@ -47,6 +47,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import Config
+from ..record import sha256_file
 
 FILES = ("model.safetensors", "optimizer.pt", "trainer_state.json")
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
@@ -75,14 +76,6 @@ def identity(cfg: Config, world_size: int, **extra: Any) -> dict[str, Any]:
 
 def fingerprint(ident: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -138,7 +131,7 @@ def save(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimiz
         hashes = {}
         for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
             _fsync_file(f)
-            hashes[str(f.relative_to(tmp))] = _sha256(f)
+            hashes[str(f.relative_to(tmp))] = sha256_file(f)
         meta = {"step": step, "identity": identity, "fingerprint": fingerprint(identity), "files": hashes,
                 "format": 1, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
@@ -201,7 +194,7 @@ def verify(path: Path, expected_identity: dict[str, Any]) -> dict[str, Any]:
         f = path / name
         if not f.is_file():
             raise CheckpointError(f"checkpoint {path} is damaged: {name} is missing; {fix}")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise CheckpointError(f"checkpoint {path} is damaged: {name} does not match its sha256 in meta.json; {fix}")
     if meta.get("fingerprint") != fingerprint(expected_identity):
         diff = _differences(ident, expected_identity)
