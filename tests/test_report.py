@@ -46,6 +46,12 @@ def test_scoreboard_and_figures_are_embedded(built):
     index, figures = built
     html = index.read_text()
     assert "Claim scoreboard" in html and "00_ok.twice" in html and "re-derived" in html
+    by_chapter = html[html.index('<table id="by-chapter">'):]
+    by_chapter = by_chapter[:by_chapter.index("</table>")]
+    row = re.search(r"<tr><td>00_ok</td>(.*?)</tr>", by_chapter, re.S).group(1)
+    cells = re.findall(r'<td class="n( ok)?">(\d+)</td>', row)
+    assert [int(n) for _, n in cells] == [0, 0, 1, 0, 0, 1]  # one re-derived claim, total 1
+    assert cells[2][0] == " ok" and not cells[0][0]  # only non-zero counts are coloured
     assert 'src="figures/00_ok/fig9_line.png"' in html
     assert (figures / "fig9_line.png").is_file()
     page = (index.parent / "00_ok.html").read_text()

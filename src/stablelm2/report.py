@@ -38,7 +38,8 @@ _INDEX = jinja2.Environment(autoescape=True).from_string(
 <style>
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;width:100%;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word}
+table.claims{table-layout:fixed}td.n{text-align:right}
 th{background:#f3f3f3}
 .ok{background:#e6f4ea}.bad{background:#fde8e8}.info{background:#eef3fb}.failed{background:#fde8e8}
 .figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{width:48%;margin:0}
@@ -60,9 +61,16 @@ Report</em> (arXiv:2402.17834). Generated from the executed notebooks of this ru
 <table><tr>{% for s in statuses %}<th>{{ s }}</th>{% endfor %}<th>total</th></tr>
 <tr>{% for s in statuses %}<td class="{{ status_class[s] }}">{{ board.counts.get(s, 0) }}</td>{% endfor %}
 <td>{{ board.claims|length }}</td></tr></table>
-<table><tr><th>chapter</th><th>claim</th><th>what</th><th>paper</th><th>ours</th><th>status</th><th>source · evidence</th></tr>
+<table id="by-chapter"><tr><th>chapter</th>{% for s in statuses %}<th>{{ s }}</th>{% endfor %}<th>total</th></tr>
+{% for ch, counts in board.by_chapter.items() %}<tr><td>{{ ch }}</td>
+{% for s in statuses %}<td class="n{{ (' ' ~ status_class[s]) if counts.get(s) else '' }}">{{ counts.get(s, 0) }}</td>{% endfor %}
+<td class="n">{{ counts.values()|sum }}</td></tr>
+{% endfor %}</table>
+<table class="claims"><colgroup><col style="width:11%"><col style="width:16%"><col style="width:18%">
+<col style="width:10%"><col style="width:10%"><col style="width:10%"><col style="width:25%"></colgroup>
+<tr><th>chapter</th><th>claim</th><th>what</th><th>paper</th><th>ours</th><th>status</th><th>source · evidence</th></tr>
 {% for c in board.claims %}<tr class="{{ status_class[c.status] }}"><td>{{ c.chapter }}</td><td><code>{{ c.id }}</code></td>
-<td>{{ c.what }}</td><td>{{ fmt(c.paper) }} {{ c.unit }}</td><td>{{ fmt(c.ours) }}</td><td>{{ c.status }}</td>
+<td>{{ c.what }}</td><td>{{ fmt(c.paper) }}{% if c.paper is not none %} {{ c.unit }}{% endif %}</td><td>{{ fmt(c.ours) }}</td><td>{{ c.status }}</td>
 <td>{{ c.source }}{% if c.source and c.evidence %} · {% endif %}{{ c.evidence }}</td></tr>
 {% endfor %}</table>
 
