@@ -76,3 +76,17 @@ def test_report_escapes_evidence_text(tmp_path):
     html = report.build("smoke", root=root).read_text()
     assert "<script>alert" not in html and "&lt;script&gt;" in html
     assert Path(root / "report" / "index.html").is_file()
+
+
+def test_progress_bars_render_in_their_last_state(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=t)
+                    for t in ("\rsteps:   0%| 0/40", "\rsteps:  50%| 20/40", "\rsteps: 100%| 40/40\n")]
+    nb.cells = [cell]
+    nbformat.write(nb, str(tmp_path / "c.ipynb"))
+    report.render_notebook(tmp_path / "c.ipynb", tmp_path / "c.html")
+    html = (tmp_path / "c.html").read_text()
+    assert "<pre>steps: 100%| 40/40\n</pre>" in html and "20/40" not in html and "| 0/40" not in html

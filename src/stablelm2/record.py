@@ -24,6 +24,7 @@ import datetime as _dt
 import hashlib
 import importlib.metadata as _md
 import json
+import logging
 import os
 import platform
 import random
@@ -217,6 +218,8 @@ class EnergyMeter:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         self.country = cfg.carbon.country
+        # codecarbon logs its start-up lines before it applies log_level; what it measured is in the record
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
         self.tracker = OfflineEmissionsTracker(
             project_name=name, country_iso_code=cfg.carbon.country, output_methods=[],
             log_level="error", output_dir=str(out_dir), measure_power_secs=5,

@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 import nbformat
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from .config import PRESETS, ConfigError, build_root
 from .ledger import STATUSES, scoreboard
@@ -104,6 +105,8 @@ def _fmt(x: Any) -> str:
 def render_notebook(src: Path, dest: Path) -> None:
     nb = nbformat.read(str(src), as_version=4)
     exporter = HTMLExporter(template_name="companion", extra_template_basedirs=[str(TEMPLATES)])
+    # progress bars arrive as many \r-updates of one line: merge the stream pieces, keep each bar's last state
+    exporter.register_preprocessor(CoalesceStreamsPreprocessor, enabled=True)
     body, _ = exporter.from_notebook_node(nb)
     atomic_write_text(dest, body)
 
