@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -162,3 +163,12 @@ def test_converter_is_installed_and_matches_the_runtime():
     assert src["version"] == converter.llama_cpp_version()
     assert src["sdist_sha256"] == converter.SDIST_SHA256[src["version"]]
     scratch("unused")
+
+
+def test_quantize_reports_fallback_tensors_in_one_line(capfd, tmp_path):
+    out = gguf_io.quantize(tiny_f16(), tmp_path / "q4.gguf", "Q4_0", threads=1)
+    said = capfd.readouterr()
+    # the tiny model's FFN width (176) is not a multiple of 32: llama.cpp stores those tensors in F16
+    assert re.search(r"\[llama\.cpp\] Q4_0: \d+ of \d+ tensors stored in another type", said.out)
+    assert "falling back" not in said.out + said.err
+    assert "F16" in gguf_io.inspect(out).tensor_types

@@ -20,11 +20,17 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
+import io
 import logging
 import mmap
 import os
+import re
 import struct
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,13 +233,38 @@ def quantize(src: Path | str, dst: Path | str, fmt: str, *, threads: int = 2) ->
     tmp.unlink(missing_ok=True)
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        with _c_stderr() as log:
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0 or not tmp.is_file():
-            raise GGUFError(f"llama_model_quantize failed on {src} → {fmt} (return code {rc})")
+            raise GGUFError(f"llama_model_quantize failed on {src} → {fmt} (return code {rc}):\n{log()[-3000:]}")
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+    fallback = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback quantization", log())
+    if fallback:  # one line instead of llama.cpp's warning per tensor; inspect() lists every tensor's type
+        print(f"[llama.cpp] {fmt}: {fallback[1]} of {fallback[2]} tensors stored in another type (their rows are "
+              "not a multiple of the block size)", flush=True)
     return dst
+
+
+@contextlib.contextmanager
+def _c_stderr() -> Iterator[Callable[[], str]]:
+    """Capture llama.cpp's log inside the block — written by C to file descriptor 2, or passed by
+    llama-cpp-python's log callback to ``sys.stderr`` — and yield a reader of the text."""
+    sys.stderr.flush()
+    buf, py = tempfile.TemporaryFile(), io.StringIO()
+    saved = os.dup(2)
+    os.dup2(buf.fileno(), 2)
+    text: list[str] = []
+    try:
+        with contextlib.redirect_stderr(py):
+            yield lambda: "".join(text)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        buf.seek(0)
+        text += [buf.read().decode("utf-8", "replace"), py.getvalue()]
+        buf.close()
 
 
 class LlamaCppEngine:
