@@ -36,15 +36,18 @@ def test_failing_chapter_is_reported_and_the_others_are_kept(executed):
     assert (root / "smoke" / "notebooks" / "01_fail.ipynb").is_file()
 
 
-def test_rerunning_one_chapter_keeps_the_others_status(executed, tmp_path):
+def test_rerunning_one_chapter_keeps_the_others_status_and_shows_progress(executed, tmp_path, capfd):
     nb_dir, root, _ = executed
     copy = tmp_path / "b"
     import shutil
 
     shutil.copytree(root, copy)
-    runner.run(["02"], "smoke", nb_dir=nb_dir, root=copy, progress=False)
+    runner.run(["02"], "smoke", nb_dir=nb_dir, root=copy, progress=True)
     status = runner.read_status("smoke", copy)
     assert set(status) == {"00_ok", "01_fail", "02_ok"} and status["01_fail"]["status"] == "failed"
+    said = capfd.readouterr()
+    assert "chapters (smoke)" in said.err and "Executing" in said.err and "cell/s" in said.err  # both bars
+    assert "[stablelm2] 02_ok finished in" in said.out + said.err
 
 
 def test_bad_requests_fail_before_anything_runs(tmp_path):

@@ -68,8 +68,11 @@ def read_status(preset: str, root: Path | None = None) -> dict[str, dict[str, An
 
 def execute(chapter: str, preset: str, parameters: dict[str, Any] | None = None, *,
             nb_dir: Path | None = None, root: Path | None = None, kernel_name: str = "python3",
-            timeout_s: int | None = None) -> dict[str, Any]:
-    """Execute one chapter; return its status record (never raises on a failing notebook)."""
+            timeout_s: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Execute one chapter; return its status record (never raises on a failing notebook).
+
+    ``progress`` shows papermill's bar of executed cells (a long chapter is not silent for minutes).
+    """
     nb_dir = nb_dir or notebooks_dir()
     root = root or build_root()
     src = nb_dir / f"{chapter}.ipynb"
@@ -83,7 +86,7 @@ def execute(chapter: str, preset: str, parameters: dict[str, Any] | None = None,
     os.environ["STABLELM2_BUILD_DIR"] = str(root)
     try:
         pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(nb_dir), kernel_name=kernel_name,
-                            progress_bar=False, execution_timeout=timeout_s, log_output=False)
+                            progress_bar=progress, execution_timeout=timeout_s, log_output=False)
         record.update(status="finished", error=None)
     except pm.PapermillExecutionError as exc:
         record.update(status="failed", error=f"{exc.ename}: {exc.evalue}", cell=exc.exec_count)
@@ -132,7 +135,7 @@ def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[st
         bar.set_postfix_str(chapter)
         declared = parameters_of(nb_dir / f"{chapter}.ipynb")
         own = {k: v for k, v in parameters.items() if k in declared}
-        rec = execute(chapter, preset, own, nb_dir=nb_dir, root=root)
+        rec = execute(chapter, preset, own, nb_dir=nb_dir, root=root, progress=progress)
         results.append(rec)
         status[chapter] = rec
         atomic_write_json(status_file(preset, root), status)
