@@ -20,7 +20,7 @@ SFT_EXPECTED = {
     "metamathqa": dict(read=32, kept=30, missing_field=1, empty_content=1),
 }
 DPO_EXPECTED = {
-    "ultrafeedback": dict(read=40, kept=27, missing_field=1, empty_content=1, broken_pair=1, tied_ranking=3,
+    "ultrafeedback": dict(read=40, kept=27, missing_score=1, empty_content=1, broken_pair=1, tied_ranking=3,
                           duplicated_content=2, low_chosen_score=5),
     "orca_pairs": dict(read=24, kept=20, missing_field=1, empty_content=1, duplicated_content=2),
 }
@@ -106,3 +106,84 @@ def test_paper_mode_streams_each_source_from_the_hub(monkeypatch):
         [{"items": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}]))
     sources.load_sft(["sharegpt"], mode="hub")
     assert calls == [{"data_files": "sharegpt_gpt4.json"}]
+
+
+def _uf_row(score_chosen, score_rejected, chosen="Paris.", rejected="Lyon."):
+    prompt = [{"role": "user", "content": "What is the capital of France?"}]
+    return {"prompt": "What is the capital of France?", "prompt_id": "p",
+            "chosen": prompt + [{"role": "assistant", "content": chosen}],
+            "rejected": prompt + [{"role": "assistant", "content": rejected}],
+            "score_chosen": score_chosen, "score_rejected": score_rejected}
+
+
+# (score_chosen, score_rejected) → the rule that must drop the pair; every comparison with NaN is false,
+# so before the score rules a NaN pair passed both the tie filter and the "chosen below 8" filter.
+BAD_SCORES = [
+    ((float("nan"), float("nan")), "non_finite_score"),
+    ((9.0, float("nan")), "non_finite_score"),
+    ((float("nan"), 2.0), "non_finite_score"),
+    ((float("inf"), 2.0), "non_finite_score"),
+    ((9.0, float("-inf")), "non_finite_score"),
+    (("9", 2.0), "non_numeric_score"),
+    ((9.0, "low"), "non_numeric_score"),
+    ((True, 2.0), "non_numeric_score"),
+    (([9.0], 2.0), "non_numeric_score"),
+    (({"overall": 9}, 2.0), "non_numeric_score"),
+    ((None, 2.0), "missing_score"),
+    ((9.0, None), "missing_score"),
+    ((11.0, 2.0), "score_out_of_scale"),
+    ((9.0, 0.0), "score_out_of_scale"),
+    ((9.0, -3.0), "score_out_of_scale"),
+    ((100.0, 95.0), "score_out_of_scale"),
+    ((8.0, 9.5), "inverted_ranking"),
+]
+
+
+@pytest.mark.parametrize(("scores", "rule"), BAD_SCORES)
+def test_every_malformed_score_is_dropped_and_counted_under_its_own_rule(tmp_path, scores, rule):
+    good = _uf_row(9.0, 3.0)
+    bad = _uf_row(*scores)
+    # json.dumps writes NaN/Infinity literals, which json.loads (and so the local reader) accepts
+    (tmp_path / "ultrafeedback_binarized.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    data = sources.load_dpo(["ultrafeedback"], mode="local", sample_dir=tmp_path)
+    assert _as_dict(data.report) == {"ultrafeedback": {"read": 2, "kept": 1, rule: 1}}
+    assert [r["score_chosen"] for r in data.rows] == [9.0]
+    assert rule in sources.DPO_RULES
+
+
+def test_a_missing_score_key_is_missing_not_malformed(tmp_path):
+    row = _uf_row(9.0, 3.0)
+    del row["score_rejected"]
+    (tmp_path / "ultrafeedback_binarized.jsonl").write_text(json.dumps(_uf_row(9.0, 3.0)) + "\n" + json.dumps(row))
+    data = sources.load_dpo(["ultrafeedback"], mode="local", sample_dir=tmp_path)
+    assert _as_dict(data.report)["ultrafeedback"] == {"read": 2, "kept": 1, "missing_score": 1}
+
+
+def test_scores_on_the_edges_of_the_scale_are_kept_and_each_filter_compares_numbers(tmp_path):
+    rows = [_uf_row(10.0, 1.0), _uf_row(8, 1), _uf_row(8.0, 8.0), _uf_row(7.999, 1.0)]
+    (tmp_path / "ultrafeedback_binarized.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = sources.load_dpo(["ultrafeedback"], mode="local", sample_dir=tmp_path, min_chosen_score=8.0)
+    assert _as_dict(data.report) == {"ultrafeedback": {"read": 4, "kept": 2, "tied_ranking": 1,
+                                                       "low_chosen_score": 1}}
+    assert [(r["score_chosen"], r["score_rejected"]) for r in data.rows] == [(10.0, 1.0), (8.0, 1.0)]
+    assert all(isinstance(r["score_chosen"], float) for r in data.rows)
+
+
+def test_check_score_names_the_reason():
+    scale = sources.ULTRAFEEDBACK_SCALE
+    assert sources.check_score(1, scale) == 1.0 and sources.check_score(10.0, scale) == 10.0
+    for value, rule in ((None, "missing_score"), ("8", "non_numeric_score"), (False, "non_numeric_score"),
+                        (float("nan"), "non_finite_score"), (10.5, "score_out_of_scale"),
+                        (0.99, "score_out_of_scale")):
+        with pytest.raises(sources.Malformed) as err:
+            sources.check_score(value, scale, "score_chosen")
+        assert err.value.rule == rule and "score_chosen" in err.value.detail
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), 11.0, 0.0, -1.0, "8", None, True])
+def test_a_threshold_that_cannot_be_compared_stops_before_reading(threshold):
+    with pytest.raises(sources.AlignmentDataError, match=r"min_chosen_score.*fix: give a finite threshold on its "
+                                                         r"scale \[1, 10\].*align.dpo_min_chosen_score"):
+        sources.load_dpo(["ultrafeedback"], mode="local", min_chosen_score=threshold)
+    # a source without scores has no scale to check the threshold against
+    assert sources.load_dpo(["orca_pairs"], mode="local", min_chosen_score=8.0).report.totals()["kept"] == 20

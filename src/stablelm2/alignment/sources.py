@@ -29,6 +29,7 @@ counted under the first rule it breaks (:data:`SFT_RULES`, :data:`DPO_RULES`), p
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -55,15 +56,23 @@ SFT_RULES: dict[str, str] = {
 
 DPO_RULES: dict[str, str] = {
     "unreadable": "the line is not a JSON object",
-    "missing_field": "a required field (prompt, chosen, rejected or a score) is absent or mistyped",
+    "missing_field": "a required field (prompt, chosen or rejected) is absent or mistyped",
     "unknown_role": "a speaker that is not system / user / assistant",
     "empty_content": "an empty prompt, chosen or rejected text",
+    "missing_score": "a scored source's row lacks score_chosen or score_rejected (absent or null)",
+    "non_numeric_score": "a score that is not a number (text, a boolean, a list, …)",
+    "non_finite_score": "a score that is NaN or infinite (every comparison with NaN is false: it would pass the filters)",
+    "score_out_of_scale": "a score outside the source's scale (UltraFeedback: 1–10)",
     "broken_pair": "chosen and rejected do not share the prompt or do not end with an assistant reply",
+    "inverted_ranking": "the chosen response scores below the rejected one (the labels contradict the scores)",
     "tied_ranking": "chosen and rejected have the same score (paper filter 1)",
     "duplicated_content": "chosen and rejected responses are the same text (paper filter 2)",
-    "low_chosen_score": "the chosen response scores below the threshold of 10 (paper filter 3)",
+    "low_chosen_score": "the chosen response scores below the threshold (paper filter 3: 8 of 10)",
 }
-"""Why a preference pair is dropped, in the order the rules are checked (the first failure counts)."""
+"""Why a preference pair is dropped, in the order the rules are checked (the first failure counts).
+
+The four score rules run before the paper's filters, so a filter only ever compares finite numbers on
+the source's scale (NaN would pass both ``==`` and ``<`` tests: every comparison with it is false)."""
 
 
 class AlignmentDataError(ValueError):
@@ -158,6 +167,8 @@ class Source:
     sample: str
     convert: Callable[[dict[str, Any]], Any]
     data_files: str | None = None
+    score_scale: tuple[float, float] | None = None
+    """(lowest, highest) score of a preference source that carries scores; None for one without."""
 
 
 def _hub_id(paper_name: str) -> str:
@@ -186,19 +197,40 @@ SFT_SOURCES: dict[str, Source] = {s.name: s for s in (
 """The seven SFT sources of the paper, in its order (Hub ids from facts ``sft.hf_datasets``)."""
 
 
+ULTRAFEEDBACK_SCALE = (1.0, 10.0)
+"""UltraFeedback's GPT-4 overall rating runs from 1 to 10 (the paper's threshold is 8/10)."""
+
+
+def check_score(value: Any, scale: tuple[float, float], where: str = "score") -> float:
+    """``value`` as a float if it is a finite number inside ``scale`` (inclusive); :class:`Malformed` otherwise.
+
+    Raises ``Malformed`` with rule ``missing_score`` (None), ``non_numeric_score`` (not an int or
+    float: text, a boolean, …), ``non_finite_score`` (NaN, ±inf) or ``score_out_of_scale``.
+    """
+    if value is None:
+        raise Malformed("missing_score", f"{where} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Malformed("non_numeric_score", f"{where} is {value!r} ({type(value).__name__}), expected a number")
+    x = float(value)
+    if not math.isfinite(x):
+        raise Malformed("non_finite_score", f"{where} is {x!r}")
+    lo, hi = scale
+    if not lo <= x <= hi:
+        raise Malformed("score_out_of_scale", f"{where} = {x:g} is outside the scale [{lo:g}, {hi:g}]")
+    return x
+
+
 def _pair_ultrafeedback(row: dict[str, Any]) -> dict[str, Any]:
     """UltraFeedback binarized: chosen/rejected are whole conversations; scores on a 1–10 scale."""
     chosen = _speaker_list(row, "chosen", "role", "content", _OPENAI_ROLES)
     rejected = _speaker_list(row, "rejected", "role", "content", _OPENAI_ROLES)
-    for key in ("score_chosen", "score_rejected"):
-        if not isinstance(row.get(key), (int, float)) or isinstance(row.get(key), bool):
-            raise Malformed("missing_field", f"{key} is {row.get(key)!r}, expected a number")
+    sc, sr = (check_score(row.get(k), ULTRAFEEDBACK_SCALE, k) for k in ("score_chosen", "score_rejected"))
     if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
         raise Malformed("broken_pair", "chosen or rejected does not end with an assistant reply")
     if chosen[:-1] != rejected[:-1] or not chosen[:-1]:
         raise Malformed("broken_pair", "chosen and rejected do not share one non-empty prompt")
     return {"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:],
-            "score_chosen": float(row["score_chosen"]), "score_rejected": float(row["score_rejected"])}
+            "score_chosen": sc, "score_rejected": sr}
 
 
 def _pair_orca(row: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +250,7 @@ def _pair_orca(row: dict[str, Any]) -> dict[str, Any]:
 DPO_SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ultrafeedback", "UltraFeedback", facts.value("dpo.hf_datasets_card_text")[0], "train_prefs",
            "prompt, prompt_id, chosen[{content, role}], rejected[…], messages, score_chosen, score_rejected",
-           "ultrafeedback_binarized.jsonl", _pair_ultrafeedback),
+           "ultrafeedback_binarized.jsonl", _pair_ultrafeedback, score_scale=ULTRAFEEDBACK_SCALE),
     Source("orca_pairs", "Intel Orca Pairs", facts.value("dpo.hf_datasets_card_text")[1], "train",
            "system, question, chosen, rejected", "orca_dpo_pairs.jsonl", _pair_orca),
 )}
@@ -399,10 +431,31 @@ def load_dpo(sources: Iterable[str] | None = None, *, mode: str = "local", min_c
 
     Tied ranking and the chosen-score threshold need scores; a source without them (Intel Orca
     pairs) passes those two rules untouched — :func:`unscored` tells how many pairs that concerns.
+    A scored source's scores are checked first (:func:`check_score`: missing, non-numeric,
+    non-finite, off the scale) and a pair whose chosen scores below its rejected is dropped.
+
+    Raises :class:`AlignmentDataError` before reading anything when ``min_chosen_score`` is not a
+    finite number inside the scale of every selected scored source (e.g. NaN, which would keep all).
     """
+    picked = _pick(sources, DPO_SOURCES, "preference")
+    for src in picked:
+        if src.score_scale is None:
+            continue
+        try:
+            check_score(min_chosen_score, src.score_scale, "min_chosen_score")
+        except Malformed as bad:
+            raise AlignmentDataError(
+                f"{bad.detail} for source {src.name!r}; fix: give a finite threshold on its scale "
+                f"[{src.score_scale[0]:g}, {src.score_scale[1]:g}] (config field align.dpo_min_chosen_score; "
+                "the paper: 8)") from None
+
     def accept(src: Source, raw: dict[str, Any]) -> dict[str, Any]:
         pair = src.convert(raw)
         sc, sr = pair["score_chosen"], pair["score_rejected"]
+        if src.score_scale is not None and (sc is None or sr is None):
+            raise Malformed("missing_score", "a scored source's pair came without its scores")
+        if sc is not None and sc < sr:
+            raise Malformed("inverted_ranking", f"chosen scored {sc:g} < rejected {sr:g}")
         if sc is not None and sc == sr:
             raise Malformed("tied_ranking", f"both scored {sc:g}")
         if _norm(pair["chosen"][-1]["content"]) == _norm(pair["rejected"][-1]["content"]):
@@ -411,8 +464,7 @@ def load_dpo(sources: Iterable[str] | None = None, *, mode: str = "local", min_c
             raise Malformed("low_chosen_score", f"chosen scored {sc:g} < {min_chosen_score:g}")
         return pair
 
-    return _read(_pick(sources, DPO_SOURCES, "preference"), DPO_RULES, accept, mode=mode, max_samples=max_samples,
-                 sample_dir=sample_dir)
+    return _read(picked, DPO_RULES, accept, mode=mode, max_samples=max_samples, sample_dir=sample_dir)
 
 
 def unscored(rows: list[dict[str, Any]]) -> dict[str, int]:
