@@ -121,3 +121,25 @@ def test_missing_or_non_json_files_are_refused(tmp_path):
         compare.compare(p)
     with pytest.raises(ValueError, match="metrics="):
         compare.compare(published.load(BASE), BASE, metrics="some")
+
+
+@pytest.mark.parametrize(("ours", "ref", "flag"), [
+    ((float("nan"), 0.01), (0.5, 0.01), "not finite"),
+    ((0.5, 0.01), (float("nan"), 0.01), "not finite"),
+    ((float("inf"), 0.01), (0.5, 0.01), "not finite"),
+    ((float("nan"), float("nan")), (0.5, 0.01), "not finite"),
+    ((0.6, float("nan")), (0.5, 0.01), "no stderr"),  # a missing stderr is read as NaN: no verdict
+    ((0.5, float("nan")), (0.5, 0.01), "ok"),
+    ((0.6, 0.0), (0.5, 0.0), "improvement"),
+    ((0.5, 0.01), (0.6, 0.01), "regression"),
+    ((0.51, 0.01), (0.5, 0.01), "ok"),
+])
+def test_a_non_finite_score_or_stderr_is_never_a_verdict(ours, ref, flag):
+    def results(value, se):
+        row = {"acc_norm,none": value}
+        if se == se:  # a NaN stderr stands for a file without one
+            row["acc_norm_stderr,none"] = se
+        return {"results": {"arc_easy": row}}
+
+    table = compare.compare(results(*ours), results(*ref))
+    assert table.loc[("arc_easy", "acc_norm"), "flag"] == flag

@@ -11,7 +11,9 @@ its standard error ``√(σ_ours² + σ_published²)``, a z-score, and a flag:
 * ``harness drift?`` — a significant delta on a task whose definition changed between the two
   harness versions (other dataset copy, renamed metric, new prompt): the model is not necessarily
   at fault; the ``drift`` column says what changed;
-* ``regression`` / ``improvement`` — a significant delta with no known harness change.
+* ``regression`` / ``improvement`` — a significant delta with no known harness change;
+* ``no stderr`` — a delta without a standard error to judge it by; ``not finite`` — a NaN or
+  infinite score on either side (never counted as agreement or as a change).
 
 >>> from stablelm2.evaluation import compare, published
 >>> pub = published.load("stabilityai/stablelm-2-1_6b")
@@ -217,20 +219,21 @@ def _row(task: str, metric: str, ours: tuple[float, float], ref: tuple[float, fl
          z_flag: float) -> dict[str, Any]:
     delta = ours[0] - ref[0]
     se = math.sqrt(ours[1] ** 2 + ref[1] ** 2)
-    if delta == 0:
-        z = 0.0
-    elif se > 0:
-        z = delta / se
+    # NaN compares false with everything: a non-finite score or stderr gets its own flag, never a verdict
+    if not math.isfinite(delta):
+        z, flag = math.nan, "not finite"
+    elif delta == 0:
+        z, flag = 0.0, "ok"
+    elif math.isnan(se):
+        z, flag = math.nan, "no stderr"
     else:
-        z = math.copysign(math.inf, delta)
-    if math.isnan(z):
-        flag = "no stderr" if delta else "ok"
-    elif abs(z) <= z_flag:
-        flag = "ok"
-    elif drift:
-        flag = "harness drift?"
-    else:
-        flag = "regression" if delta < 0 else "improvement"
+        z = delta / se if se > 0 else math.copysign(math.inf, delta)
+        if abs(z) <= z_flag:
+            flag = "ok"
+        elif drift:
+            flag = "harness drift?"
+        else:
+            flag = "regression" if delta < 0 else "improvement"
     return {"task": task, "metric": metric, "ours": ours[0], "ours_se": ours[1], "published": ref[0],
             "published_se": ref[1], "delta": delta, "se": se, "z": z, "flag": flag, "drift": drift}
 
