@@ -16,9 +16,10 @@ run records (:func:`own_footprint`).
 >>> round(p.gpu_hours), round(p.wall_days, 1)
 (78431, 6.4)
 
-Grid regions are ISO-3166 alpha-3 codes (or country names) looked up in codecarbon's energy-mix
-data, so ``intensity="FRA"`` works offline. Bad input raises :class:`~stablelm2.config.ConfigError`
-naming the field.
+Grid regions are ISO-3166 alpha-3 codes (or, for the projector, country names) looked up in
+codecarbon's energy-mix data (:mod:`stablelm2.grid`, the table its meter reads), so ``intensity="FRA"``
+works offline; the config's ``carbon.country`` must be the capitalised code itself. Bad input raises
+:class:`~stablelm2.config.ConfigError` naming the field and the accepted form.
 
 The package: :mod:`.formula` (the accounting formula, its inputs, the sensitivity study),
 :mod:`.projection` (any planned run priced; the paper's run checked), :mod:`.own` (our measurements).

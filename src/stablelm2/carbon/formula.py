@@ -15,10 +15,10 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from .. import facts as F
+from .. import grid
 from ..config import ConfigError
 
 # ------------------------------------------------------------------------------------ tables
@@ -70,40 +70,19 @@ def gpu_type(name: str) -> GPU:
     return GPUS[name]
 
 
-@lru_cache(maxsize=1)
-def _energy_mix() -> dict[str, dict[str, Any]]:
-    from codecarbon.input import DataSource
-
-    return DataSource().get_global_energy_mix_data()
-
-
 def grid_intensity(region: str) -> float:
     """Carbon intensity (kg CO2eq/kWh) of a country's grid from codecarbon's offline data.
 
-    ``region`` is an ISO-3166 alpha-3 code (``"USA"``, ``"FRA"``) or a country name.
+    ``region`` is an ISO-3166 alpha-3 code (``"USA"``, ``"FRA"``, any case) or a country name as
+    codecarbon's table spells it; anything else is a :class:`ConfigError` (:func:`stablelm2.grid.region_code`,
+    the same table and rule the config's ``carbon.country`` is checked against).
     """
-    mix = _energy_mix()
-    key = str(region).strip()
-    by_name = {v["country_name"].lower(): k for k, v in mix.items()}
-    code = key.upper() if key.upper() in mix else by_name.get(key.lower())
-    if code is None:
-        hint = difflib.get_close_matches(key.upper(), list(mix), n=2) + difflib.get_close_matches(
-            key.lower(), list(by_name), n=2)
-        raise ConfigError(
-            f"intensity = {region!r} is not a grid region codecarbon knows; give an ISO-3166 alpha-3 code "
-            "(e.g. 'USA', 'FRA', 'DEU') or a number in kg CO2eq/kWh"
-            + (f" (did you mean {', '.join(map(repr, hint))}?)" if hint else "")
-        )
-    return float(mix[code]["carbon_intensity"]) / 1000.0
+    return grid.intensity(grid.region_code(region))
 
 
 def region_name(region: str) -> str:
     """``"FRA"`` → ``"France (FRA, 2023)"`` (for tables)."""
-    grid_intensity(region)
-    mix = _energy_mix()
-    code = region.upper() if region.upper() in mix else next(
-        k for k, v in mix.items() if v["country_name"].lower() == region.lower())
-    return f"{mix[code]['country_name']} ({code}, {mix[code]['year']})"
+    return grid.name(grid.region_code(region))
 
 
 # ------------------------------------------------------------------------------------ checks
