@@ -242,3 +242,17 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert m["energy"]["energy_kwh"] > 0
     nb = json.loads((build_dir / "smoke" / "notebooks" / "09_carbon.ipynb").read_text())
     assert "your plan: gpu=H100-80GB, n_gpus=256" in json.dumps(nb)
+
+
+def test_own_footprint_names_the_grid_each_record_was_booked_on(tmp_path):
+    _fake_chapter(tmp_path, "01_a", _energy(0.002, "estimate"))
+    old = _energy(0.002, "estimate")
+    old["country"] = "US"  # written before carbon.country was checked: codecarbon used the world average
+    _fake_chapter(tmp_path, "02_b", old)
+    by = {r["chapter"]: r for r in carbon.own_footprint(tmp_path / "smoke")}
+    assert by["01_a"]["grid"].startswith("United States (USA, ")
+    assert by["02_b"]["grid"] == "world average (codecarbon does not know 'US')"
+    lower = _energy(0.002, "estimate")
+    lower["country"] = "fra"  # codecarbon reads codes in capitals: metered on France's grid
+    _fake_chapter(tmp_path, "03_c", lower)
+    assert carbon.own_footprint(tmp_path / "smoke")[2]["grid"].startswith("France (FRA, ")

@@ -82,3 +82,65 @@ def test_every_field_is_documented():
 def test_chapter_dir_follows_build_root(build_dir):
     cfg = config.load("smoke")
     assert cfg.chapter_dir("04_lr_schedule") == build_dir / "smoke" / "04_lr_schedule"
+
+
+# ------------------------------------------------------------------ grid countries (issue 14, kind 5)
+
+
+@pytest.mark.parametrize(("bad", "hint"), [
+    ("US", "'USA'"),          # alpha-2: codecarbon's meter would use the world average
+    ("usa", "'USA'"),         # lower case: the same
+    ("Germany", "'DEU'"),     # a name
+    ("France", "'FRA'"),
+    ("XYZ", ""),
+    ("", ""),
+    (" USA", "'USA'"),
+])
+def test_every_country_field_is_checked_against_the_meters_table(bad, hint):
+    for q in config._COUNTRY_FIELDS:
+        with pytest.raises(ConfigError) as err:
+            config.load("smoke", **{q: bad})
+        msg = str(err.value)
+        assert msg.startswith(f"{q} = {bad!r} ") and "ISO-3166 alpha-3" in msg and "world average" in msg
+        assert hint in msg
+
+
+def test_accepted_countries_are_the_codes_the_meter_reads_at_their_own_intensity():
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
+    from codecarbon.input import DataSource
+
+    from stablelm2 import carbon, grid
+
+    emissions = Emissions(DataSource())
+
+    def metered(code):  # kg CO2eq that codecarbon's offline path books for 1 kWh in `code`
+        return emissions.get_country_emissions(Energy.from_energy(kWh=1.0), GeoMetadata(country_iso_code=code))
+
+    world = metered("US")  # the fault: an unknown code is booked at the world average
+    for code in ("USA", "FRA", "DEU", "NOR", "IND"):
+        cfg = config.load("smoke", **{"carbon.country": code})
+        assert cfg.carbon.country == code
+        assert metered(code) == pytest.approx(grid.intensity(code), rel=1e-6) == carbon.grid_intensity(code)
+        assert metered(code) != pytest.approx(world, rel=1e-3)
+    for region in carbon.SENSITIVITY_REGIONS:  # every code the project itself names
+        assert grid.country_code(region) == region
+
+
+def test_the_meter_refuses_a_country_that_bypassed_load(tmp_path):
+    from stablelm2 import record
+
+    cfg = config.load("smoke")
+    bad = dataclasses.replace(cfg, carbon=dataclasses.replace(cfg.carbon, country="US"))
+    with pytest.raises(ConfigError, match=r"carbon.country = 'US' .*did you mean 'USA'"):
+        record.EnergyMeter(bad, "x", tmp_path / "meter")
+    assert not (tmp_path / "meter").exists()  # refused before any work
+
+
+def test_the_projector_uses_the_same_table_and_names_the_accepted_form():
+    from stablelm2 import carbon
+
+    assert carbon.grid_intensity("usa") == carbon.grid_intensity("USA")  # the projector is lenient on case
+    with pytest.raises(ConfigError, match=r"intensity = 'US' .*ISO-3166 alpha-3.*did you mean 'USA'"):
+        carbon.project(tokens=1e9, n_params=1e9, intensity="US")

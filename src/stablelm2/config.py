@@ -275,7 +275,8 @@ class QuantConfig:
 @dataclass(frozen=True)
 class CarbonConfig:
     country: str = "USA"
-    """ISO code of the grid used by codecarbon's offline tracker."""
+    """ISO-3166 alpha-3 code (capitals) of the grid codecarbon's offline tracker meters against; checked
+    against codecarbon's energy-mix table (stablelm2.grid), which would otherwise fall back to the world average."""
     pue: float = 1.1
     """Data-centre power usage effectiveness (paper: 1.1)."""
     intensity_kg_per_kwh: float = 0.385
@@ -381,6 +382,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.gpu": ("A100-40GB", "A100-80GB", "H100-80GB", "cpu"),
     "train.backend": ("auto", "torch", "deepspeed"),
 }
+_COUNTRY_FIELDS = ("carbon.country",)
+"""Fields holding a grid country: each is checked against codecarbon's table (stablelm2.grid.country_code)."""
 _FRACTIONS = {"data.val_fraction", "schedule.switch_frac", "align.sft_warmup_frac", "model.rotary_pct"}
 _MAY_BE_ZERO = {
     "run.threads", "data.max_docs_per_source", "data.study_chars", "train.checkpoint_every", "train.eval_every",
@@ -589,6 +592,11 @@ def _check_values(cfg: Config) -> None:
         )
     if cfg.carbon.pue < 1.0:
         raise ConfigError(f"carbon.pue = {cfg.carbon.pue} is below 1; a PUE is total power over IT power, ≥ 1")
+    from . import grid  # the spine's table of grid regions (imports this module: imported here)
+
+    for q in _COUNTRY_FIELDS:
+        section, name = q.split(".")
+        grid.country_code(getattr(getattr(cfg, section), name), q)
 
 
 def load(preset: str = "cpu", **overrides: Any) -> Config:

@@ -216,12 +216,15 @@ class EnergyMeter:
     def __init__(self, cfg: Config, name: str, out_dir: Path):
         from codecarbon import OfflineEmissionsTracker
 
+        from . import grid
+
+        # codecarbon meters an unknown code at the world average without a word: refuse it first
+        self.country = grid.country_code(cfg.carbon.country, "carbon.country")
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.country = cfg.carbon.country
         # codecarbon logs its start-up lines before it applies log_level; what it measured is in the record
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         self.tracker = OfflineEmissionsTracker(
-            project_name=name, country_iso_code=cfg.carbon.country, output_methods=[],
+            project_name=name, country_iso_code=self.country, output_methods=[],
             log_level="error", output_dir=str(out_dir), measure_power_secs=5,
             allow_multiple_runs=True,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import facts as F
+from .. import grid
 from .formula import _intensity, _pue
 
 # ------------------------------------------------------------------------------------ our own footprint
@@ -24,12 +25,22 @@ def _measured_by(e: dict[str, Any]) -> str:
     return f"CPU: {cpu} · RAM: estimate · {gpu_part}"
 
 
+def _grid_of(country: Any) -> str:
+    """The grid codecarbon booked a record's emissions on: the country's, or the world average for a code
+    its table does not know (records written before ``carbon.country`` was checked, issue 14)."""
+    code = country.upper() if isinstance(country, str) else None  # codecarbon reads the code in capitals
+    if code in grid.energy_mix():
+        return grid.name(code)
+    return f"world average (codecarbon does not know {country!r})"
+
+
 def own_footprint(preset_dir: Path, *, pue: float | None = None,
                   intensity: float | str | None = None) -> list[dict[str, Any]]:
     """One row per chapter under ``build/<preset>/``: the codecarbon energy its last run recorded.
 
     Each row also restates the energy at the paper's PUE and intensity (or the ones given), with the
-    same formula as :func:`footprint`. Chapters whose run recorded no energy (still running, or
+    same formula as :func:`footprint`, and names the grid codecarbon booked it on (``grid``: a country,
+    or the world average for a code its table does not know). Chapters whose run recorded no energy (still running, or
     run with ``carbon.meter = False``) appear with ``metered = False``.
     """
     u = _pue(F.value("carbon.pue") if pue is None else pue)
@@ -48,7 +59,8 @@ def own_footprint(preset_dir: Path, *, pue: float | None = None,
             "ram_wh": float(e.get("ram_energy_kwh", 0.0)) * 1000.0 if metered else None,
             "gpu_wh": float(e.get("gpu_energy_kwh", 0.0)) * 1000.0 if metered else None,
             "emissions_g": float(e.get("emissions_kg", 0.0)) * 1000.0 if metered else None,
-            "country": e.get("country"), "codecarbon_intensity": e.get("intensity_kg_per_kwh"),
+            "country": e.get("country"), "grid": _grid_of(e.get("country")) if metered else None,
+            "codecarbon_intensity": e.get("intensity_kg_per_kwh"),
             "emissions_g_paper_basis": None if kwh is None else kwh * u * ci * 1000.0,
             "measured_by": _measured_by(e) if metered else "not metered",
             "method": e.get("method", ""),
