@@ -119,3 +119,78 @@ def test_bad_sizing_arguments(paper):
         model.memory_per_gpu(paper, gpu="V100")
     with pytest.raises(ValueError, match="seq_len = 0 must be positive"):
         model.flops_per_token(paper, seq_len=0)
+
+
+# ------------------------------------------------------------------ packed documents (issue 14, kind 6)
+
+
+def _packed(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    docs = [torch.randint(0, 1000, (1, n), generator=g) for n in (7, 9, 5)]
+    pos = torch.cat([torch.arange(d.shape[1]) for d in docs]).unsqueeze(0)
+    return docs, torch.cat(docs, dim=1), pos
+
+
+def _isolated(net, atol=1e-5, **forward):
+    """Each document's logits in a plain forward of the packed batch equal those of the document alone."""
+    docs, packed, pos = _packed()
+    with torch.no_grad():
+        both = net(input_ids=packed, position_ids=pos, **forward).logits
+        start = 0
+        for d in docs:
+            alone = net(input_ids=d, position_ids=torch.arange(d.shape[1]).unsqueeze(0), use_cache=False).logits
+            if not torch.allclose(both[:, start:start + d.shape[1]], alone, atol=atol):
+                return False
+            start += d.shape[1]
+    return True
+
+
+def test_a_plain_forward_of_a_packed_batch_keeps_documents_apart(tmp_path):
+    cfg = config.load("smoke")
+    net = model.build(cfg).eval()
+    assert net.config.use_cache is False and net.generation_config.use_cache is True
+    assert _isolated(net)  # no use_cache argument: what a caller who forgets it gets
+    assert _isolated(net, use_cache=False)
+    docs, packed, pos = _packed()
+    with torch.no_grad():  # the same batch without restarting positions mixes the documents (the test can fail)
+        leaky = net(input_ids=packed).logits
+        alone = net(input_ids=docs[1], use_cache=False).logits
+    assert not torch.allclose(leaky[:, 7:16], alone, atol=1e-3)
+    # saved and loaded by plain transformers (no help from this package): still isolated
+    net.save_pretrained(tmp_path / "m")
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "m"), dtype=torch.float32).eval()
+    assert plain.config.use_cache is False and plain.generation_config.use_cache is True
+    assert _isolated(plain)
+
+
+def test_load_isolates_a_checkpoint_whose_config_asks_for_the_cache(tmp_path):
+    """A released-style config.json (``use_cache: true``) leaks in a plain forward; :func:`model.load` fixes it."""
+    from transformers import AutoModelForCausalLM
+
+    net = model.build(config.load("smoke")).eval()
+    net.config.use_cache = True
+    net.generation_config.use_cache = True
+    net.save_pretrained(tmp_path / "released")
+    raw = AutoModelForCausalLM.from_pretrained(str(tmp_path / "released"), dtype=torch.float32).eval()
+    assert raw.config.use_cache is True and not _isolated(raw, atol=1e-4)  # the fault, as the issue saw it
+    loaded = model.load(tmp_path / "released").eval()
+    assert loaded.config.use_cache is False and _isolated(loaded)
+    from stablelm2.alignment import common
+
+    assert _isolated(common.load_model(tmp_path / "released").eval())
+
+
+def test_generation_still_decodes_with_the_kv_cache():
+    net = model.build(config.load("smoke")).eval()
+    ids = torch.randint(0, 1000, (1, 6), generator=torch.Generator().manual_seed(3))
+    out = net.generate(ids, max_new_tokens=4, do_sample=False, return_dict_in_generate=True,
+                       pad_token_id=facts.value("tokenizer.special.endoftext"))
+    assert out.past_key_values is not None and out.sequences.shape == (1, 10)
+    with torch.no_grad():  # greedy with the cache = greedy recomputed from scratch
+        seq = ids
+        for _ in range(4):
+            nxt = net(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)
+            seq = torch.cat([seq, nxt], dim=1)
+    assert torch.equal(seq, out.sequences)

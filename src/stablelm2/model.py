@@ -9,6 +9,8 @@ shapes without memory.
 
 * :func:`build` — a seeded ``StableLmForCausalLM`` (normal(0, init_std) init, output projections
   ``scaled_normal`` as in the official GPT-NeoX config);
+* :func:`load` / :func:`isolate_documents` — any checkpoint (ours or the released one) set up so that a
+  plain forward of a packed batch keeps its documents apart (see below);
 * :func:`param_counts` / :func:`counted_params` — parameters per component, analytic vs counted;
 * :func:`flops_per_token` — training FLOPs per token: the dense 6N term plus attention;
 * :func:`memory_per_gpu` / :func:`largest_micro_batch` — the per-GPU memory of the paper's layout
@@ -17,6 +19,15 @@ shapes without memory.
 
 The chapter's study of it (differences from LLaMA, measured speed, claims, figures) is
 :mod:`stablelm2.model_study`.
+
+**Packed documents stay apart in every forward.** Pre-training packs several documents into one
+sequence and restarts ``position_ids`` at each (the official config's ``reset_position_ids``).
+transformers turns restarting positions into a block-diagonal causal mask only when the forward has
+no attention mask *and no KV cache*; a model whose ``config.json`` says ``use_cache: true`` (the
+released one) builds a cache in every plain forward, so its documents attend to each other unless the
+caller remembers ``use_cache=False``. Here the model config says ``use_cache: false`` (saved so, and
+set again by :func:`load` on any checkpoint), while ``generation_config.use_cache`` stays true, so
+``generate`` still decodes with the KV cache.
 
 >>> from stablelm2 import config, model
 >>> paper = config.load("paper")
@@ -42,6 +53,8 @@ from .config import Config
 
 # Memory of the accelerators the plan can be priced for, in GiB (vendor datasheets).
 GPU_MEMORY_GIB = {"A100-40GB": 40, "A100-80GB": 80, "H100-80GB": 80}
+GENERATE_WITH_CACHE = True
+"""``generation_config.use_cache`` of every model built or loaded here (``config.use_cache`` is False)."""
 COMPONENTS = ("embedding", "attention", "qkv_bias", "mlp", "layer_norm_weight", "layer_norm_bias",
               "final_norm", "lm_head")
 
@@ -64,7 +77,7 @@ def hf_config(cfg: Config) -> StableLmConfig:
         max_position_embeddings=m.max_position_embeddings,
         initializer_range=m.init_std,
         layer_norm_eps=m.norm_eps,
-        use_cache=True,
+        use_cache=False,  # a plain forward builds no KV cache, so packed documents stay apart (module doc)
         tie_word_embeddings=m.tie_embeddings,
         rope_parameters={"rope_type": "default", "rope_theta": float(m.rope_theta),
                          "partial_rotary_factor": float(m.rotary_pct)},
@@ -100,7 +113,32 @@ def build(cfg: Config, device: str | torch.device = "cpu", dtype: torch.dtype | 
                     layer.mlp.down_proj.weight.normal_(0.0, std_out)
     if dtype is not None:
         model = model.to(dtype=dtype)
+    return isolate_documents(model)
+
+
+def isolate_documents(model: Any) -> Any:
+    """Set ``model`` (a transformers causal LM) so that a plain forward of a packed batch isolates documents.
+
+    ``config.use_cache = False``: a forward without ``past_key_values`` builds no cache, so transformers
+    derives the block-diagonal mask from restarting ``position_ids``; ``generation_config.use_cache =
+    True``: ``generate`` keeps decoding with the KV cache. Both are saved by ``save_pretrained``.
+    Returns the same model (changed in place).
+    """
+    model.config.use_cache = False
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.use_cache = GENERATE_WITH_CACHE
     return model
+
+
+def load(path: str, *, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained(path)`` with :func:`isolate_documents` applied.
+
+    For every checkpoint this project reads — its own, or a released one whose ``config.json`` says
+    ``use_cache: true``. ``kwargs`` go to ``from_pretrained`` (e.g. ``attn_implementation``).
+    """
+    from transformers import AutoModelForCausalLM
+
+    return isolate_documents(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs))
 
 
 def ffn_size(d_model: int, multiple_of: int | None = None) -> int:
@@ -120,16 +158,24 @@ RELEASED_KEYS = ("architectures", "bos_token_id", "eos_token_id", "hidden_act", 
 
 
 def released_config_check(cfg: Config) -> list[dict[str, Any]]:
-    """Our ``StableLmConfig`` key by key against the released ``config.json`` (facts ``hf.config.*``)."""
+    """Our ``StableLmConfig`` key by key against the released ``config.json`` (facts ``hf.config.*``).
+
+    ``use_cache`` is compared as the generation default: the released ``config.json``'s ``true`` asks
+    ``generate`` to decode with the KV cache, which ours keeps in ``generation_config.json``; our
+    ``config.json`` says ``false`` so that a plain forward isolates packed documents (module doc).
+    """
     ours = hf_config(cfg).to_dict()
     ours.update(ours.get("rope_parameters") or {})
+    ours["use_cache"] = GENERATE_WITH_CACHE  # where isolate_documents keeps it: generation_config.json
     rows = []
     for key in RELEASED_KEYS:
         released = F.value(f"hf.config.{key}")
         mine = ours.get(key)
         same = (float(mine) == float(released)) if isinstance(released, (int, float)) and not isinstance(
             released, bool) and mine is not None else mine == released
-        rows.append({"key": key, "ours": mine, "released": released, "match": bool(same)})
+        note = "generation_config.json (config.json: false, so packed documents stay apart)" \
+            if key == "use_cache" else ""
+        rows.append({"key": key, "ours": mine, "released": released, "match": bool(same), "note": note})
     return rows
 
 

@@ -22,10 +22,11 @@ from .recipes import BATCH_UNITS, Recipe, describe_batch
 
 
 def load_model(path: str | Path) -> Any:
-    """A causal LM from a directory (or Hub id at paper scale), in fp32 on the CPU."""
-    from transformers import AutoModelForCausalLM
+    """A causal LM from a directory (or Hub id at paper scale), in fp32 on the CPU, with packed documents
+    kept apart in every forward (``stablelm2.model.load``: SFT packs its samples)."""
+    from .. import model as model_lib
 
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return model_lib.load(str(path), dtype=torch.float32)
 
 
 def load_tokenizer(path: str | Path, *, chat_template: bool = False) -> Any:
