@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from stablelm2 import config
 from stablelm2.config import ConfigError
@@ -58,6 +59,9 @@ def test_string_values_from_the_command_line_are_coerced():
         ("cpu", {"train.launch": True}, "only meaningful at preset 'paper'"),
         ("cpu", {"schedule.cooldown_steps": 500}, "schedule.cooldown_steps = 500 is not shorter than train.steps"),
         ("smoke", {"run.preset": "cpu"}, "run.preset cannot be overridden"),
+        ("cpu", {"align.dpo_min_chosen_score": 11}, "align.dpo_min_chosen_score = 11.0 is outside UltraFeedback's 1–10"),
+        ("cpu", {"align.dpo_min_chosen_score": 0.5}, "align.dpo_min_chosen_score = 0.5 is outside UltraFeedback's 1–10"),
+        ("cpu", {"align.dpo_min_chosen_score": "nan"}, "align.dpo_min_chosen_score = nan must be a finite number"),
     ],
 )
 def test_bad_input_names_field_value_and_fix(preset, overrides, message):
@@ -144,3 +148,113 @@ def test_the_projector_uses_the_same_table_and_names_the_accepted_form():
     assert carbon.grid_intensity("usa") == carbon.grid_intensity("USA")  # the projector is lenient on case
     with pytest.raises(ConfigError, match=r"intensity = 'US' .*ISO-3166 alpha-3.*did you mean 'USA'"):
         carbon.project(tokens=1e9, n_params=1e9, intensity="US")
+
+
+# ------------------------------------------------------------------ values the pipeline cannot honour (kind 10)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "nan", "-inf"])
+def test_non_finite_numbers_are_refused_in_every_float_field(value):
+    floats = [f"{s}.{f.name}" for s, cls in config.SECTIONS.items() for f in dataclasses.fields(cls)
+              if f.type in (float, "float")]
+    assert "align.dpo_min_chosen_score" in floats and "carbon.pue" in floats
+    for q in floats:
+        with pytest.raises(ConfigError, match=rf"{q} = .* must be a finite number"):
+            config.load("smoke", **{q: value})
+
+
+def _lr_path(cfg):
+    from stablelm2 import schedule
+
+    lrs = [schedule.learning_rate(t, cfg) for t in range(cfg.train.steps + 1)]
+    assert all(0.0 <= lr <= cfg.schedule.peak_lr for lr in lrs) and max(lrs) > 0
+
+
+def _model_path(cfg):
+    from stablelm2 import model
+
+    net = model.build(cfg)
+    assert model.counted_params(net)["total"] == model.param_counts(cfg)["total"]
+    with torch.no_grad():
+        assert torch.isfinite(net(input_ids=torch.zeros(1, 4, dtype=torch.long)).logits).all()
+
+
+def _backend_path(cfg):
+    from stablelm2.training import backends, engine
+
+    assert backends.resolve(cfg, engine._device(cfg)) in ("torch", "deepspeed")
+
+
+def _sft_turn_path(cfg):
+    from stablelm2.alignment import sources
+
+    data = sources.load_sft(["capybara"], mode="local", max_turns=cfg.align.sft_max_turns, turn_unit=cfg.align.sft_turn)
+    assert data.report.totals()["kept"] > 0
+
+
+def _plan_path(cfg):
+    from stablelm2.training import plan
+
+    assert plan.build(cfg)["gpu"] == cfg.train.gpu
+
+
+def _load_only(cfg):
+    assert config.describe(cfg)
+
+
+# Every choice field and every switch, the preset it is tried at, and the cheapest path its value changes.
+PATHS = {
+    "run.preset": ("smoke", _load_only), "run.device": ("smoke", _backend_path), "data.source": ("paper", _load_only),
+    "schedule.kind": ("smoke", _lr_path), "schedule.t_origin": ("smoke", _lr_path),
+    "schedule.rsqrt_min": ("smoke", _lr_path), "schedule.horizon_excludes_warmup": ("smoke", _lr_path),
+    "train.precision": ("smoke", _backend_path), "align.sft_turn": ("smoke", _sft_turn_path),
+    "train.gpu": ("paper", _plan_path), "train.backend": ("smoke", _backend_path),
+    "model.tie_embeddings": ("smoke", _model_path), "model.qkv_bias": ("smoke", _model_path),
+    "run.offline": ("smoke", _load_only), "train.launch": ("smoke", _load_only), "eval.launch": ("smoke", _load_only),
+    "quant.speed_study_1p6b": ("smoke", _load_only), "carbon.meter": ("smoke", _load_only),
+}
+# The values refused, each with what its message must say (everything else must load and run its path).
+REFUSED = {
+    ("model.tie_embeddings", True): "model.tie_embeddings = True is not supported",
+    ("train.precision", "bf16"): "train.precision = 'bf16' is applied on CUDA only",
+    ("train.backend", "deepspeed"): "train.backend = 'deepspeed' needs CUDA GPUs",
+    ("train.gpu", "cpu"): "train.gpu = 'cpu' at preset 'paper'",
+    ("run.offline", False): "run.offline = False is not allowed at preset 'smoke'",
+    ("train.launch", True): "train.launch = True is only meaningful at preset 'paper'",
+    ("eval.launch", True): "eval.launch = True is only meaningful at preset 'paper'",
+}
+
+
+def _switches():
+    return [f"{s}.{f.name}" for s, cls in config.SECTIONS.items() for f in dataclasses.fields(cls)
+            if f.type in (bool, "bool")]
+
+
+def _every_value():
+    for q in sorted(set(config._CHOICES) | set(_switches())):
+        for v in config._CHOICES.get(q, (False, True)):
+            yield q, v
+
+
+def test_every_choice_field_and_switch_has_a_path_here():
+    assert set(PATHS) == set(config._CHOICES) | set(_switches())
+
+
+@pytest.mark.parametrize(("field", "value"), list(_every_value()))
+def test_every_allowed_value_is_honoured_or_refused_at_load(field, value, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU machine the tests run on
+    preset, path = PATHS[field]
+    if field == "run.preset":
+        preset, overrides = value, {}
+    else:
+        overrides = {field: value}
+    if field == "run.device" and value == "cuda":
+        with pytest.raises(ConfigError, match="run.device = 'cuda' but torch sees no CUDA device"):
+            config.load(preset, **overrides)
+        return
+    if (field, value) in REFUSED:
+        with pytest.raises(ConfigError) as err:
+            config.load(preset, **overrides)
+        assert REFUSED[(field, value)] in str(err.value)
+        return
+    path(config.load(preset, **overrides))

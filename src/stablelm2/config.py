@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -97,7 +98,8 @@ class ModelConfig:
     qkv_bias: bool = True
     """Biases on the Q, K, V projections only."""
     tie_embeddings: bool = False
-    """Whether input and output embeddings share weights (paper: untied)."""
+    """Whether input and output embeddings share weights (paper: untied). Only False is accepted: the
+    checkpoint, GGUF/OpenVINO and MLX paths of this project assume a separate output matrix."""
     init_std: float = 0.02
     """Std of the normal initialisation."""
 
@@ -195,7 +197,7 @@ class AlignConfig:
     dpo_epochs: int = 1
     """DPO epochs (Zephyr recipe, Jan 2024)."""
     dpo_min_chosen_score: float = 8.0
-    """Pairs whose chosen response scores below this (of 10) are dropped."""
+    """Pairs whose chosen response scores below this are dropped (UltraFeedback's 1–10 scale; paper: 8)."""
     sk_prompts: int = 10_000
     """Self-knowledge prompts (paper: 10k)."""
     sk_epochs: int = 6
@@ -502,6 +504,9 @@ def _check_values(cfg: Config) -> None:
             v = getattr(sec, f.name)
             if q in _CHOICES and v not in _CHOICES[q]:
                 raise ConfigError(f"{q} = {v!r} is not allowed; choose one of: {', '.join(_CHOICES[q])}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{q} = {v!r} must be a finite number (NaN and infinity compare false with "
+                                  "every bound, so no check could hold)")
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 if q in _FRACTIONS and not 0.0 <= v <= 1.0:
                     raise ConfigError(f"{q} = {v!r} must be a fraction between 0 and 1")
@@ -592,11 +597,51 @@ def _check_values(cfg: Config) -> None:
         )
     if cfg.carbon.pue < 1.0:
         raise ConfigError(f"carbon.pue = {cfg.carbon.pue} is below 1; a PUE is total power over IT power, ≥ 1")
+    _check_unhonoured(cfg)
     from . import grid  # the spine's table of grid regions (imports this module: imported here)
 
     for q in _COUNTRY_FIELDS:
         section, name = q.split(".")
         grid.country_code(getattr(getattr(cfg, section), name), q)
+
+
+def _check_unhonoured(cfg: Config) -> None:
+    """Refuse values of switches and choice fields that the pipeline would not honour (issue 14, kind 10)."""
+    m, t, a = cfg.model, cfg.train, cfg.align
+    if m.tie_embeddings:
+        raise ConfigError(
+            "model.tie_embeddings = True is not supported: the paper's model is untied, and this project's "
+            "checkpoints (safetensors refuses shared tensors), GGUF/OpenVINO bytes-per-token and MLX export all "
+            "assume a separate output matrix; leave it False"
+        )
+    if cfg.run.device == "cpu" and t.backend == "deepspeed":
+        raise ConfigError(
+            "train.backend = 'deepspeed' needs CUDA GPUs but run.device = 'cpu' (accelerate would run plain DDP "
+            "and ignore the DeepSpeed plugin); use train.backend = 'torch' or 'auto', or run.device = 'cuda'"
+        )
+    if cfg.run.device == "cpu" and t.precision == "bf16":
+        raise ConfigError(
+            "train.precision = 'bf16' is applied on CUDA only (autocast) but run.device = 'cpu', so the run would "
+            "train in fp32 while saying bf16; use train.precision = 'fp32' on CPU, or run.device = 'cuda'"
+        )
+    if cfg.run.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "run.device = 'cuda' but torch sees no CUDA device on this machine (the run would fall back to "
+                "the CPU); use run.device = 'cpu' or 'auto'"
+            )
+    if cfg.run.preset == "paper" and t.gpu == "cpu":
+        raise ConfigError(
+            "train.gpu = 'cpu' at preset 'paper': the paper-scale plan is priced per GPU; choose one of "
+            + ", ".join(g for g in _CHOICES["train.gpu"] if g != "cpu")
+        )
+    if not 1.0 <= a.dpo_min_chosen_score <= 10.0:
+        raise ConfigError(
+            f"align.dpo_min_chosen_score = {a.dpo_min_chosen_score} is outside UltraFeedback's 1–10 scale (above it "
+            "every scored pair is dropped, below it the filter keeps every pair); the paper uses 8"
+        )
 
 
 def load(preset: str = "cpu", **overrides: Any) -> Config:
