@@ -124,24 +124,32 @@ def test_bad_sizing_arguments(paper):
 # ------------------------------------------------------------------ packed documents (issue 14, kind 6)
 
 
-def _packed(seed=1):
+def _packed(lengths=(7, 9, 5), seed=1):
     g = torch.Generator().manual_seed(seed)
-    docs = [torch.randint(0, 1000, (1, n), generator=g) for n in (7, 9, 5)]
+    docs = [torch.randint(0, 1000, (1, n), generator=g) for n in lengths]
     pos = torch.cat([torch.arange(d.shape[1]) for d in docs]).unsqueeze(0)
     return docs, torch.cat(docs, dim=1), pos
 
 
+PACKINGS = ((7, 9, 5), (1, 20), (12, 1, 1, 7))
+"""Rows of 21 tokens, each split into documents differently (a one-token document included)."""
+
+
 def _isolated(net, atol=1e-5, **forward):
-    """Each document's logits in a plain forward of the packed batch equal those of the document alone."""
-    docs, packed, pos = _packed()
+    """Each document's logits in a plain forward of a packed batch (one row per packing of
+    :data:`PACKINGS`) equal those of the document alone."""
+    rows = [_packed(lengths, seed=i) for i, lengths in enumerate(PACKINGS)]
+    packed = torch.cat([r[1] for r in rows])
+    pos = torch.cat([r[2] for r in rows])
     with torch.no_grad():
         both = net(input_ids=packed, position_ids=pos, **forward).logits
-        start = 0
-        for d in docs:
-            alone = net(input_ids=d, position_ids=torch.arange(d.shape[1]).unsqueeze(0), use_cache=False).logits
-            if not torch.allclose(both[:, start:start + d.shape[1]], alone, atol=atol):
-                return False
-            start += d.shape[1]
+        for i, (docs, _, _) in enumerate(rows):
+            start = 0
+            for d in docs:
+                alone = net(input_ids=d, position_ids=torch.arange(d.shape[1]).unsqueeze(0), use_cache=False).logits
+                if not torch.allclose(both[i:i + 1, start:start + d.shape[1]], alone, atol=atol):
+                    return False
+                start += d.shape[1]
     return True
 
 
