@@ -57,6 +57,34 @@ def test_logits_beyond_the_vocabulary_are_ignored():
     assert res["pad"]["kl"] == pytest.approx(0.0, abs=1e-7)
 
 
+def _kl_exact(ref: np.ndarray, other: np.ndarray) -> float:
+    """Mean KL(ref ‖ other) per row, with every sum in Python's math.fsum (exactly rounded)."""
+    out = []
+    for a, b in zip(ref.astype(np.float64), other.astype(np.float64), strict=True):
+        la = a - (a.max() + math.log(math.fsum(np.exp(a - a.max()))))
+        lb = b - (b.max() + math.log(math.fsum(np.exp(b - b.max()))))
+        out.append(math.fsum(np.exp(la) * (la - lb)))
+    return math.fsum(out) / len(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kl_of_near_identical_logits_is_positive_and_exact(seed):
+    """Logits that differ by ~1e-4 (an F16 / OV_FP16 export): KL ~1e-9 nats must come out positive and
+    right to a few percent; float32 accumulation gave values like −2e-8 here."""
+    rng = np.random.default_rng(seed)
+    n_pos, v = 9, 100_289                                   # a real vocabulary: 100k-term sums
+    ref = (3 * rng.standard_normal((n_pos, v))).astype(np.float32)
+    near = (ref + 1e-4 * rng.standard_normal((n_pos, v))).astype(np.float32)
+    res = measure.compare({"near": Fixed(near), "same": Fixed(ref.copy())}, Fixed(ref), [list(range(n_pos))],
+                          n_vocab=v)
+    want = _kl_exact(ref[:-1], near[:-1])
+    assert 0 < want < 1e-7
+    assert res["near"]["kl"] > 0
+    assert res["near"]["kl"] == pytest.approx(want, rel=0.02)
+    assert res["same"]["kl"] == 0.0                         # identical logits: exactly zero, never below
+    assert res["near"]["ppl"] == pytest.approx(res["FP32"]["ppl"], rel=1e-4)
+
+
 def test_greedy_and_speed():
     table = np.eye(8)[[1, 2, 3, 4, 5, 6, 7, 0]] * 10
     eng = Fixed(np.tile(table, (4, 1)))

@@ -108,9 +108,13 @@ def heldout_windows(cfg: Config, *, n_tokens: int, window: int) -> list[list[int
 
 
 def _log_softmax(x: np.ndarray):
+    """Log-probabilities in float64: every sum over ~100k vocabulary terms (the softmax normaliser, the
+    KL divergence, the negative log-likelihood) is then taken in double precision. In float32 the
+    rounding of those sums (~1e-8 per token) is as large as the KL divergence of near-identical
+    formats, which then comes out negative."""
     import torch
 
-    return torch.log_softmax(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), dim=-1)
+    return torch.log_softmax(torch.from_numpy(np.asarray(x, dtype=np.float64)), dim=-1)
 
 
 def compare(engines: dict[str, Engine], reference: Engine, windows: list[list[int]], *,
@@ -119,8 +123,10 @@ def compare(engines: dict[str, Engine], reference: Engine, windows: list[list[in
 
     Window by window: the reference's log-probabilities are computed once and compared with each
     engine's. Logits beyond the tokenizer's ``n_vocab`` (the embedding's padding rows) are dropped
-    first, so every backend is compared over the same tokens. KL is in nats per token. (The
-    arithmetic runs in torch: a window is ~positions × 100k logits per format.)
+    first, so every backend is compared over the same tokens. KL is in nats per token. The engines'
+    logits (float32) are widened to float64 before the softmax, and every reduction (normaliser, KL,
+    log-likelihood) is accumulated in float64, so a KL divergence is never negative by rounding.
+    (The arithmetic runs in torch: a window is ~positions × 100k logits per format.)
     """
     import torch
 
@@ -133,11 +139,11 @@ def compare(engines: dict[str, Engine], reference: Engine, windows: list[list[in
         ref = _log_softmax(reference.logits(w)[:-1, :n_vocab])
         ref_top = ref.argmax(-1)
         p = ref.exp().flatten()
-        acc["FP32"]["nll"] -= float(ref[rows, targets].double().sum())
+        acc["FP32"]["nll"] -= float(ref[rows, targets].sum())
         acc["FP32"]["agree"] += len(targets)
         for name, eng in engines.items():
             lp = _log_softmax(eng.logits(w)[:-1, :n_vocab])
-            acc[name]["nll"] -= float(lp[rows, targets].double().sum())
+            acc[name]["nll"] -= float(lp[rows, targets].sum())
             acc[name]["kl"] += float(torch.dot(p, (ref - lp).flatten()))  # Σ p·(log p − log q)
             acc[name]["agree"] += float((lp.argmax(-1) == ref_top).sum())
         count += len(targets)
