@@ -84,6 +84,69 @@ def test_offline_tasks_are_built_from_the_shipped_text_deterministically(tmp_pat
     assert [json.loads(x) for x in lines] == a
 
 
+def _built(tmp_path, seed=1, limit=None):
+    out = tasks.write_local_tasks(tmp_path / "t", seed=seed)
+    tm = tasks.task_manager(list(tasks.LOCAL), out)
+    return tasks.build_requests(tm, list(tasks.LOCAL), limit, seed)
+
+
+def test_every_offline_task_splits_context_and_continuation_as_the_harness_does(tmp_path):
+    """The harness's own built requests, every one of every offline task: the context ends on a
+    non-space, the continuation is exactly one space and the text that follows it in the source."""
+    reqs = _built(tmp_path)
+    assert set(reqs) == {s.name for s in tasks.LOCAL}
+    for name, instances in reqs.items():
+        assert instances and tasks.boundary_problems(instances) == [], name
+    # multiple choice: one request per choice, "<context>" | " <choice>", the true one rejoining the essay
+    docs = tasks.cloze_docs(1)
+    paragraphs = [p for _, ps in tasks.essays() for p in ps]
+    mc = reqs["slm2_cloze_mc"]
+    assert len(mc) == 4 * len(docs)
+    for inst in mc:
+        ctx, cont = inst.args
+        doc = docs[inst.doc_id]
+        assert ctx == doc["context"] and not ctx[-1].isspace()
+        assert cont == " " + doc["choices"][inst.idx] and not cont[1].isspace()
+        if inst.idx == doc["label"]:
+            assert any(ctx + cont in p for p in paragraphs)
+    # loglikelihood (LAMBADA's own split): "<passage minus last word>" | " <last word>"
+    lw = reqs["slm2_lastword"]
+    for inst, doc in zip(lw, tasks.lastword_docs(), strict=True):
+        ctx, cont = inst.args
+        assert ctx + cont == doc["text"] and cont == " " + doc["text"].split(" ")[-1] and not ctx[-1].isspace()
+    # generation, 3-shot: each shot "Question: q\nAnswer: a" (one space), the prompt ends on "Answer:"
+    train, test = tasks.qa_docs()
+    qa = reqs["slm2_qa"]
+    assert len(qa) == len(test)
+    for inst, doc in zip(qa, test, strict=True):
+        ctx = inst.args[0]
+        shots = "".join(f"Question: {d['question']}\nAnswer: {d['answer']}\n\n" for d in train[:3])
+        assert ctx == shots + f"Question: {doc['question']}\nAnswer:"
+
+
+def test_whitespace_doubled_at_the_boundary_is_refused(tmp_path):
+    from types import SimpleNamespace as NS
+
+    def inst(ctx, second, kind="loglikelihood"):
+        return NS(args=(ctx, second), doc_id=0, request_type=kind)
+
+    assert tasks.boundary_problems([inst("The cat", " sat")]) == []
+    assert "doubled whitespace" in tasks.boundary_problems([inst("The cat", "  Many makers")])[0]
+    assert "both sides" in tasks.boundary_problems([inst("The cat ", " sat")])[0]
+    assert "empty continuation" in tasks.boundary_problems([inst("The cat", " ")])[0]
+    assert "ends with a space" in tasks.boundary_problems([inst("Answer: ", {"until": ["\n"]}, "generate_until")])[0]
+    # the fault of issue 14: choices that carry their own space behind the harness's delimiter
+    out = tasks.write_local_tasks(tmp_path / "t", seed=1)
+    bad = out / "slm2_cloze_mc.jsonl"
+    rows = [json.loads(x) for x in bad.read_text().splitlines()]
+    bad.write_text("".join(json.dumps({**r, "choices": [" " + c for c in r["choices"]]}) + "\n" for r in rows))
+    tm = tasks.task_manager(list(tasks.LOCAL), out)
+    reqs = tasks.build_requests(tm, [tasks.LOCAL[0]], 2, 1)
+    assert reqs["slm2_cloze_mc"][0].args[1].startswith("  ")
+    with pytest.raises(tasks.EvalError, match="slm2_cloze_mc: 8 requests.*doubled whitespace"):
+        tasks.check_requests(reqs)
+
+
 def test_a_bad_request_fails_before_any_model_loads(tiny, tmp_path, build_dir):
     cfg = config.load("smoke")
     with pytest.raises(tasks.EvalError, match="unknown task"):
@@ -113,3 +176,16 @@ def test_harness_runs_the_offline_tasks_on_a_tiny_random_model(tiny, build_dir):
     on_disk = json.loads((build_dir / "res.json").read_text())
     assert on_disk["results"] == res["results"]
     assert time.time() - t0 < 300
+
+
+def test_documents_with_special_token_text_are_scored_as_text(tiny):
+    """The harness tokenizes plain strings: every special token's text inside a document gets the
+    ids pre-training gives it, never the control token."""
+    from stablelm2 import tokenizer
+
+    tok = tasks.data_tokenizer(tiny)
+    for special in tokenizer.special_tokens():
+        text = f"A document quoting {special} in its text.{special}"
+        assert tok(text, add_special_tokens=False)["input_ids"] == tokenizer.encode(text), special
+        assert tok.encode(text, add_special_tokens=False) == tokenizer.encode(text), special
+    assert tok.eos_token_id == tokenizer.EOT_ID  # generation still stops at the real end-of-text id

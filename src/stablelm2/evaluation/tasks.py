@@ -130,6 +130,10 @@ def s7_suite() -> tuple[TaskSpec, ...]:
     return tuple(specs)
 
 
+TARGET_DELIMITER = " "
+"""What the harness puts between context and continuation (lm-eval's default ``target_delimiter``);
+the offline tasks' contexts and choices carry no boundary whitespace of their own."""
+
 LOCAL: tuple[TaskSpec, ...] = (
     TaskSpec("slm2_cloze_mc", 0, "acc_norm", "local", "next sentence of an essay among 4 (log-likelihood)"),
     TaskSpec("slm2_lastword", 0, "acc", "local", "last word of an essay passage (LAMBADA-style)"),
@@ -197,7 +201,10 @@ def sentences(paragraph: str) -> list[str]:
 
 
 def cloze_docs(seed: int) -> list[dict[str, Any]]:
-    """Each adjacent sentence pair of a paragraph: the true next sentence among three from other essays."""
+    """Each adjacent sentence pair of a paragraph: the true next sentence among three from other essays.
+
+    Context and choices carry no boundary whitespace: the harness joins them with the task's
+    ``target_delimiter`` (one space), as in its own multiple-choice tasks (ARC, HellaSwag)."""
     rng = random.Random(seed)
     pool = [(i, s) for i, (_, paras) in enumerate(essays()) for p in paras for s in sentences(p)]
     docs = []
@@ -208,7 +215,7 @@ def cloze_docs(seed: int) -> list[dict[str, Any]]:
             for a, b in zip(sents, sents[1:], strict=False):
                 choices = [b, *rng.sample(others, 3)]
                 rng.shuffle(choices)
-                docs.append({"context": a, "choices": [" " + c for c in choices], "label": choices.index(b)})
+                docs.append({"context": a, "choices": choices, "label": choices.index(b)})
     return docs
 
 
@@ -256,7 +263,7 @@ def write_local_tasks(out_dir: Path, seed: int) -> Path:
     configs = {
         "slm2_cloze_mc": {
             "dataset_kwargs": {"data_files": {"test": jsonl("slm2_cloze_mc", cloze_docs(seed))}},
-            "output_type": "multiple_choice", "test_split": "test",
+            "output_type": "multiple_choice", "test_split": "test", "target_delimiter": TARGET_DELIMITER,
             "doc_to_text": "context", "doc_to_choice": "choices", "doc_to_target": "label",
             "metric_list": _METRICS_MC,
         },
@@ -337,8 +344,10 @@ def model_context(model_dir: str | Path, *, offline: bool) -> int | None:
     return None
 
 
-def longest_request(tm: Any, specs: list[TaskSpec], tokenizer: Any, limit: int | None, seed: int) -> dict[str, int]:
-    """Tokens of the longest request per task (context + continuation, + generation budget), via lm-eval."""
+def build_requests(tm: Any, specs: list[TaskSpec], limit: int | None, seed: int) -> dict[str, list[Any]]:
+    """The harness's own requests (``Instance`` objects) of each task, built exactly as
+    ``simple_evaluate`` builds them: ``(context, continuation)`` for log-likelihood and multiple choice,
+    ``(context, generation kwargs)`` for generation."""
     loaded = tm.load([s.name for s in specs])["tasks"]
     shots = {s.name: s.num_fewshot for s in specs}
     out = {}
@@ -346,8 +355,53 @@ def longest_request(tm: Any, specs: list[TaskSpec], tokenizer: Any, limit: int |
         task.set_config(key="num_fewshot", value=shots.get(name, task.get_config("num_fewshot") or 0))
         task.set_fewshot_seed(seed=seed)
         task.build_all_requests(limit=limit, rank=0, world_size=1)
+        out[name] = list(task.instances)
+    return out
+
+
+def boundary_problems(instances: list[Any]) -> list[str]:
+    """What is wrong at the context/continuation boundary of built requests (empty: nothing).
+
+    The harness's convention: the context ends on a non-space character and the continuation starts
+    with exactly one delimiter (a space) before its first word, as lm-eval's ``target_delimiter`` and
+    LAMBADA's ``' ' + word`` give. A doubled space (a choice that already starts with one, behind the
+    delimiter), a space on both sides of the boundary, or a generation prompt ending in a space (the
+    model would have to generate a word without its leading space) scores an extra lone-space token.
+    """
+    problems = []
+    for inst in instances:
+        ctx, second = inst.args[0], inst.args[1]
+        where = f"doc {inst.doc_id} ({inst.request_type})"
+        if isinstance(second, str):
+            if not second.strip():
+                problems.append(f"{where}: empty continuation {second!r}")
+            elif second[:2].isspace() and len(second) > 1:
+                problems.append(f"{where}: continuation starts with doubled whitespace {second[:12]!r}")
+            elif ctx and ctx[-1].isspace() and second[0].isspace():
+                problems.append(f"{where}: whitespace on both sides of the boundary ({ctx[-8:]!r} | {second[:8]!r})")
+        elif ctx.endswith(" "):
+            problems.append(f"{where}: generation prompt ends with a space ({ctx[-12:]!r})")
+    return problems
+
+
+def check_requests(requests: dict[str, list[Any]]) -> None:
+    """Raise :class:`EvalError` naming every task whose built requests break the boundary convention."""
+    bad = {name: boundary_problems(inst) for name, inst in requests.items()}
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        raise EvalError("requests with whitespace at the context/continuation boundary: " + "; ".join(
+            f"{k}: {len(v)} requests, e.g. {v[0]}" for k, v in bad.items())
+            + "; fix: leave boundary whitespace to the task's target_delimiter (choices and contexts bare)")
+
+
+def longest_request(tm: Any, specs: list[TaskSpec], tokenizer: Any, limit: int | None, seed: int,
+                    requests: dict[str, list[Any]] | None = None) -> dict[str, int]:
+    """Tokens of the longest request per task (context + continuation, + generation budget), via lm-eval."""
+    requests = requests if requests is not None else build_requests(tm, specs, limit, seed)
+    out = {}
+    for name, instances in requests.items():
         longest = 0
-        for inst in task.instances:
+        for inst in instances:
             ctx, second = inst.args[0], inst.args[1]
             extra = len(tokenizer(second, add_special_tokens=False)["input_ids"]) if isinstance(second, str) \
                 else int(second.get("max_gen_toks", 256))
@@ -359,12 +413,26 @@ def longest_request(tm: Any, specs: list[TaskSpec], tokenizer: Any, limit: int |
 # ------------------------------------------------------------------------------ running
 
 
+def data_tokenizer(model_dir: str | Path) -> Any:
+    """The model's tokenizer, set to encode special-token text in documents as plain text.
+
+    The harness tokenizes plain strings (no chat template); a document that happens to contain
+    ``<|endoftext|>`` or ``<|im_end|>`` must be scored as the text it is, as pre-training saw it
+    (:func:`stablelm2.tokenizer.encode`), not as a control token (``split_special_tokens``).
+    """
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), split_special_tokens=True)
+
+
 def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
              out: Path | None = None) -> dict[str, Any]:
     """Run ``lm_eval.simple_evaluate`` with ``HFLM`` on a model directory (or Hub id at ``paper``).
 
-    Checks first (no model loaded yet): the tasks exist, the model directory exists, and every
-    request fits the model's context. Tasks are grouped by shot count, one ``simple_evaluate`` per
+    Checks first (no model loaded yet): the tasks exist, the model directory exists, the offline
+    tasks' built requests follow the harness's boundary convention (:func:`check_requests`), and every
+    request fits the model's context. Special-token text in documents is scored as text
+    (:func:`data_tokenizer`). Tasks are grouped by shot count, one ``simple_evaluate`` per
     group over the same loaded model (the offline tasks in one call: their shots are in their YAML).
     The merged results (lm-eval 0.4 shape, no per-sample logs) are returned and, with ``out``,
     written atomically as JSON — the file :func:`.compare.compare` reads.
@@ -378,13 +446,12 @@ def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
     tm = task_manager(specs, local_dir)
     check_tasks(specs, tm)
     limit = cfg.eval.limit or None
-    tok = None
+    local = [s for s in specs if s.folder == "local"]
+    requests = build_requests(tm, local, limit, cfg.run.seed) if local else {}
+    check_requests(requests)
+    tok = data_tokenizer(model_dir)
     if ctx_len is not None:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(str(model_dir))
-        local = [s for s in specs if s.folder == "local"]
-        need = longest_request(tm, local, tok, limit, cfg.run.seed) if local else {}
+        need = longest_request(tm, local, tok, limit, cfg.run.seed, requests) if local else {}
         too_long = {k: v for k, v in need.items() if v > ctx_len}
         if too_long:
             raise EvalError(f"requests longer than the model's context of {ctx_len} tokens: {too_long}; "
