@@ -70,6 +70,20 @@ def test_special_text_is_ordinary_unless_allowed():
     assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
+@pytest.mark.parametrize("special", sorted(tokenizer.special_tokens()))
+def test_special_token_text_in_pretraining_data_is_text(special):
+    """Pre-training's encoders (the packer's, and tokenizer.encode used by the held-out windows) keep every
+    special token's text as plain text; only the document separator they append is a control token."""
+    from stablelm2.data import packing
+
+    text = f"A web page that quotes {special} twice:{special}"
+    ids = tokenizer.encode(text)
+    assert max(ids) < tokenizer.EOT_ID and tokenizer.decode(ids) == text
+    assert packing._tokens(text) == (*ids, tokenizer.EOT_ID)
+    assert tokenizer.arcade100k().encode_ordinary(text) == ids == tokenizer.arcade100k_raw().encode_ordinary(text)
+    assert tokenizer.encode(text, allow_special=True).count(tokenizer.special_tokens()[special]) == 2
+
+
 def test_wrong_ranks_hash_is_refused(tmp_path):
     bad = tmp_path / "cl100k_base.tiktoken"
     shutil.copy(tokenizer.ranks_file(), bad)
@@ -108,13 +122,54 @@ def test_transformers_export_config(hf_tokenizer):
     assert hf_tokenizer("hi")["input_ids"] == tokenizer.encode("hi")  # no BOS added
     text = hf_tokenizer.apply_chat_template([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
                                             tokenize=False, add_generation_prompt=False)
-    assert text == "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n"
+    assert text == "<|user|>\n2+2?<|endoftext|>\n<|assistant|>\n4<|endoftext|>\n"  # the released zephyr format
     prompt = hf_tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
                                               add_generation_prompt=True)
-    assert prompt.endswith("<|im_start|>assistant\n")
+    assert prompt == "<|user|>\nhi<|endoftext|>\n<|assistant|>\n"
     out = hf_tokenizer.apply_chat_template([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
                                            return_assistant_tokens_mask=True, return_dict=True)
     assert sum(out["assistant_masks"]) > 0
+
+
+# Seven languages (EN and the paper's six), each with words whose accents have a composed (NFC) and a
+# decomposed (NFD: base letter + combining mark) spelling.
+ACCENTED = {
+    "en": "naïve café résumé, coöperate",
+    "de": "Grüße aus München, schön übel Äpfel",
+    "es": "¿Qué tal, señor? El año pasó rápido, niño",
+    "fr": "Ça va, élève? Où est la forêt, garçon",
+    "it": "Città, perché così, però più caffè",
+    "nl": "Één ruïne, geëerd, cafeïne, coördinatie",
+    "pt": "Coração, ação, não, avô, pão e mãe",
+}
+
+
+def test_nfc_normalisation_as_the_released_tokenizer():
+    import unicodedata
+
+    enc, raw = tokenizer.arcade100k(), tokenizer.arcade100k_raw()
+    for lang, text in ACCENTED.items():
+        nfc, nfd = unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)
+        assert nfc != nfd, lang
+        want = raw.encode_ordinary(nfc)              # the released tokenizer: NFC, then tiktoken
+        assert enc.encode_ordinary(nfd) == enc.encode_ordinary(nfc) == want, lang
+        assert enc.encode(nfd) == tokenizer.encode(nfd) == want, lang
+        assert enc.encode_ordinary_batch([nfd, nfc]) == enc.encode_batch([nfd, nfc]) == [want, want], lang
+        assert raw.encode_ordinary(nfd) != want, lang  # raw tiktoken differs on non-NFC text (documented)
+        assert len(raw.encode_ordinary(nfd)) > len(want), lang
+        assert tokenizer.decode(want) == nfc
+    assert enc.encode_ordinary("cafe\u0301") == enc.encode_ordinary("caf\u00e9") != raw.encode_ordinary("cafe\u0301")
+
+
+def test_nfc_normalisation_in_the_transformers_export(hf_tokenizer):
+    import unicodedata
+
+    enc = tokenizer.arcade100k()
+    for lang, text in ACCENTED.items():
+        for form in ("NFC", "NFD"):
+            t = unicodedata.normalize(form, f"{text} <|endoftext|>")
+            assert hf_tokenizer(t, add_special_tokens=False)["input_ids"] == \
+                enc.encode(t, allowed_special="all"), (lang, form)
 
 
 @pytest.mark.notebook

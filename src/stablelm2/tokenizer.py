@@ -15,6 +15,15 @@ Two encoders of the same vocabulary:
   tokens at their exact ids, with :data:`CHAT_TEMPLATE`, saved so that
   ``AutoTokenizer.from_pretrained(directory)`` loads it offline and encodes identically.
 
+**Unicode normalisation.** The released ``Arcade100kTokenizer.tokenize`` NFC-normalises its input
+before tiktoken sees it (``unicodedata.normalize("NFC", text)``), so a decomposed accent
+(``"cafe\u0301"``) gets the same ids as the composed one (``"caf\u00e9"``). Both encoders here do the
+same: :func:`arcade100k` returns an :class:`Arcade100k` encoding whose ``encode*`` methods normalise
+first, and the transformers export carries an NFC normaliser. *Raw* tiktoken (:func:`arcade100k_raw`,
+or ``tiktoken.Encoding`` built from the same ranks) does not normalise: on text that is not already
+NFC it gives other ids (``"e\u0301"`` is ``e`` plus the combining accent's two bytes) — the released
+model never saw those. Decoding is not normalised (ids decode to the bytes they stand for).
+
 >>> from stablelm2 import tokenizer
 >>> enc = tokenizer.arcade100k()
 >>> enc.n_vocab, tokenizer.EOT_ID
@@ -24,7 +33,10 @@ Two encoders of the same vocabulary:
 
 Special-token text inside ordinary input is *not* turned into a special token unless the caller
 allows it: :func:`encode` (like tiktoken's ``encode_ordinary``) treats ``"<|endoftext|>"`` in a
-document as plain text, and tiktoken's own ``enc.encode`` refuses it with an error.
+document as plain text, and tiktoken's own ``enc.encode`` refuses it with an error. The same policy
+holds for chats: :func:`load_transformers` gives the export's tokenizer whose ``apply_chat_template``
+keeps special-token text in messages as text (:mod:`stablelm2.chat_formats`); only the format's
+markers are control tokens.
 """
 
 from __future__ import annotations
@@ -32,13 +44,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
-from . import facts
+from . import chat_formats, facts
 from .record import atomic_write_text
 
 RANKS_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
@@ -50,19 +64,13 @@ PATTERN: str = facts.value("tokenizer.regex")
 EOT_ID: int = facts.value("tokenizer.special.endoftext")
 """``<|endoftext|>``: document separator, and BOS/EOS/PAD in the released configs."""
 
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}"
-    "{{ '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-"""ChatML over Arcade100k's ``<|im_start|>``/``<|im_end|>`` tokens (the format of
-``stablelm-2-1_6b-chat``, whose EOS is ``<|im_end|>``); assistant turns are wrapped in
+CHAT_TEMPLATE: str = chat_formats.jinja(chat_formats.DEFAULT)
+"""The chat template of the export: the released zephyr format of ``stablelm-2-zephyr-1_6b`` (the
+paper's aligned model; :data:`stablelm2.chat_formats.ZEPHYR`), assistant turns inside
 ``{% generation %}`` markers so TRL can train on the assistant's tokens only."""
+
+CHATML_TEMPLATE: str = chat_formats.jinja(chat_formats.CHATML)
+"""ChatML (``<|im_start|>``/``<|im_end|>``) of the later ``stablelm-2-1_6b-chat``; only for that model."""
 
 
 class TokenizerError(ValueError):
@@ -113,18 +121,66 @@ def padded_vocab_size(n_vocab: int, multiple: int = 64) -> int:
 # ------------------------------------------------------------------------------ tiktoken
 
 
-@lru_cache(maxsize=1)
-def arcade100k() -> tiktoken.Encoding:
-    """Arcade100k as a tiktoken encoding: n_vocab 100,289, ids identical to the released tokenizer."""
+NORMALIZATION = "NFC"
+"""The Unicode normal form the released tokenizer puts text in before encoding (S4)."""
+
+
+def nfc(text: str) -> str:
+    """``text`` in the released tokenizer's normal form (NFC); unchanged when it already is."""
+    return unicodedata.normalize(NORMALIZATION, text)
+
+
+class Arcade100k(tiktoken.Encoding):
+    """tiktoken's encoding with the released tokenizer's NFC normalisation in front of every ``encode*``.
+
+    Identical to :class:`tiktoken.Encoding` on NFC text (most text is); on other text it gives the ids
+    the released ``Arcade100kTokenizer`` gives, where raw tiktoken would encode the decomposed bytes.
+    """
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        return super().encode_ordinary(nfc(text))
+
+    def encode(self, text: str, **kwargs) -> list[int]:
+        return super().encode(nfc(text), **kwargs)
+
+    def encode_to_numpy(self, text: str, **kwargs):
+        return super().encode_to_numpy(nfc(text), **kwargs)
+
+    def encode_ordinary_batch(self, text: list[str], **kwargs) -> list[list[int]]:
+        return super().encode_ordinary_batch([nfc(t) for t in text], **kwargs)
+
+    def encode_batch(self, text: list[str], **kwargs) -> list[list[int]]:
+        return super().encode_batch([nfc(t) for t in text], **kwargs)
+
+    def encode_with_unstable(self, text: str, **kwargs):
+        return super().encode_with_unstable(nfc(text), **kwargs)
+
+
+def _build(cls: type[tiktoken.Encoding]) -> tiktoken.Encoding:
     ranks = load_ranks()
     specials = special_tokens()
     n_ranks = facts.value("tokenizer.n_mergeable_ranks")
     if len(ranks) != n_ranks:
         raise TokenizerError(f"ranks file has {len(ranks)} merges, expected {n_ranks}")
-    enc = tiktoken.Encoding("arcade100k", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=specials)
+    enc = cls("arcade100k", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=specials)
     if enc.n_vocab != facts.value("tokenizer.n_vocab"):
         raise TokenizerError(f"built n_vocab {enc.n_vocab}, expected {facts.value('tokenizer.n_vocab')}")
     return enc
+
+
+@lru_cache(maxsize=1)
+def arcade100k() -> Arcade100k:
+    """Arcade100k as a tiktoken encoding: n_vocab 100,289, ids identical to the released tokenizer
+    (input NFC-normalised first, as the released ``Arcade100kTokenizer`` does)."""
+    return _build(Arcade100k)
+
+
+@lru_cache(maxsize=1)
+def arcade100k_raw() -> tiktoken.Encoding:
+    """The same ranks, regex and special tokens in plain tiktoken, *without* NFC normalisation: what a
+    user gets who builds the encoding from the ranks file alone. Differs from :func:`arcade100k`
+    (and the released tokenizer) exactly on text that is not in NFC."""
+    return _build(tiktoken.Encoding)
 
 
 @lru_cache(maxsize=1)
@@ -189,7 +245,7 @@ def _vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tup
 
 @lru_cache(maxsize=1)
 def _tokenizer_json() -> str:
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import BPE
 
     enc = arcade100k()
@@ -197,6 +253,7 @@ def _tokenizer_json() -> str:
     specials = special_tokens()
     vocab.update(specials)  # special tokens sit at their exact ids (100,256 stays unused, as in tiktoken)
     tok = Tokenizer(BPE(vocab=vocab, merges=merges, ignore_merges=True, fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()  # as the released tokenizer (special tokens match before it: normalized=False)
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(enc._pat_str), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
@@ -214,6 +271,15 @@ def tokenizers_backend():
     from tokenizers import Tokenizer
 
     return Tokenizer.from_str(_tokenizer_json())
+
+
+def load_transformers(directory: Path | str) -> Any:
+    """A saved Arcade100k export (or a model directory holding one) as
+    :class:`stablelm2.tokenizer_hf.Arcade100kTokenizerFast`: the same ids as ``AutoTokenizer``, and chat
+    templating that keeps special-token text in messages as text (what the fine-tuning stages use)."""
+    from .tokenizer_hf import Arcade100kTokenizerFast
+
+    return Arcade100kTokenizerFast.from_pretrained(str(directory))
 
 
 def save_transformers(directory: Path | str, *, chat_template: str = CHAT_TEMPLATE) -> Path:
