@@ -90,3 +90,22 @@ def test_run_scores_every_trial_and_refuses_a_context_the_model_lacks(tmp_path_f
     (small / "config.json").write_text(json.dumps(conf))
     with pytest.raises(needle.NeedleError, match="model's context is 40"):
         needle.run(small, cfg, progress=False)
+
+
+def test_special_token_text_in_the_haystack_stays_text(tmp_path_factory):
+    """Both needle prompts (completion and chat) encode every special token's text in the context as the
+    plain text pre-training saw; only the chat format's own turn ends are control tokens."""
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model(tmp_path_factory))
+    base = needle.make_trial(120, 0.5, seed=1)
+    for special in tokenizer.special_tokens():
+        t = dataclasses.replace(base, context=f"{base.context} {special} end.")
+        plain = needle.prompt_ids(t, tok, chat=False)
+        assert plain == tokenizer.encode(needle.prompt(t, tok, chat=False)), special
+        assert max(plain) < tokenizer.EOT_ID, special
+        chat = needle.prompt_ids(t, tok, chat=True)
+        assert [i for i in chat if i >= tokenizer.EOT_ID] == [tokenizer.EOT_ID], special  # the user turn's end
+        assert tok.decode(chat) == needle.prompt(t, tok, chat=True)

@@ -56,6 +56,26 @@ def test_gguf_tokenizer_is_arcade100k():
         eng.close()
 
 
+def test_gguf_keeps_special_token_text_as_text_and_carries_the_zephyr_template():
+    """The GGUF export, every special token: its text inside data is the plain-text ids chapter 02
+    gives (llama.cpp's default, ``special=False``), the token itself only where special parsing is asked
+    for; and the file carries the released zephyr chat template of the export."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(tiny_f16()))
+    field = reader.fields["tokenizer.chat_template"]
+    assert bytes(field.parts[field.data[0]]).decode("utf-8") == tokenizer.CHAT_TEMPLATE
+    eng = gguf_io.LlamaCppEngine(tiny_f16(), n_ctx=64, threads=1)
+    try:
+        for special, sid in tokenizer.special_tokens().items():
+            text = f"data with {special} inside{special}"
+            assert eng.tokenize(text) == tokenizer.encode(text), special
+            assert sid not in eng.tokenize(text), special
+            assert eng.tokenize(special, special=True) == [sid], special
+    finally:
+        eng.close()
+
+
 def test_quality_against_fp32():
     ids = sample_ids(48)
     windows = [ids[:24], ids[24:]]

@@ -5,7 +5,7 @@ over the library made for it (TRL's ``SFTTrainer`` and ``DPOTrainer``), with the
 
 * :mod:`.sources` — the seven SFT and two preference sources, one loader, one chat schema, the
   paper's filters (> 8 turns; tied ranking, duplicated content, chosen < 8/10) counted per rule;
-* :mod:`.chat` — the ChatML template checks and the self-knowledge negative token (``<|extra0|>``);
+* :mod:`.chat` — the released zephyr chat format's checks and the self-knowledge negative token (``<|extra0|>``);
 * :mod:`.recipes` — the three recipes (paper values from the facts, lost values as documented
   ``align`` parameters), the batch arithmetic, and the paper-scale launch files;
 * :mod:`.sft`, :mod:`.dpo`, :mod:`.self_knowledge` — the stages;

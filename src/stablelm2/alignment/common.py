@@ -30,18 +30,17 @@ def load_model(path: str | Path) -> Any:
 
 
 def load_tokenizer(path: str | Path, *, chat_template: bool = False) -> Any:
-    """The tokenizer saved with a model. With ``chat_template``, one that lacks a chat template (the
-    released base model ships none) is replaced by Arcade100k's own export, which encodes identically
-    and carries the ChatML template the stages train on."""
-    from transformers import AutoTokenizer
+    """The tokenizer saved with a model, as :class:`stablelm2.tokenizer_hf.Arcade100kTokenizerFast` (its chat
+    templating keeps special-token text in messages as text). With ``chat_template``, one that lacks a chat
+    template (the released base model ships none) is replaced by Arcade100k's own export, which encodes
+    identically and carries the released zephyr template the stages train on."""
+    from .. import tokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = tokenizer.load_transformers(path)
     if chat_template and not tok.chat_template:
-        from .. import tokenizer
-
-        print(f"{path}: no chat template; using stablelm2.tokenizer.save_transformers (same ids, ChatML)")
+        print(f"{path}: no chat template; using stablelm2.tokenizer.save_transformers (same ids, zephyr format)")
         with tempfile.TemporaryDirectory(prefix="arcade100k-") as d:
-            tok = AutoTokenizer.from_pretrained(str(tokenizer.save_transformers(d)))
+            tok = tokenizer.load_transformers(tokenizer.save_transformers(d))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -49,12 +48,15 @@ def load_tokenizer(path: str | Path, *, chat_template: bool = False) -> Any:
 
 def save_model(model: Any, tok: Any, out_dir: Path) -> Path:
     """Save model + tokenizer so readers see the old directory or the new one, never half of one."""
+    from .. import tokenizer
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+        # the Arcade100k export (AutoTokenizer loads it), with this tokenizer's chat template
+        tokenizer.save_transformers(tmp, chat_template=tok.chat_template)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

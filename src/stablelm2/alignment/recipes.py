@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .. import facts
+from .. import chat_formats, facts
 from ..config import Config, ConfigError
 from ..record import atomic_write_text
 
@@ -111,6 +111,17 @@ def _common(cfg: Config, batch: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def _format_extra() -> dict[str, str]:
+    """The chat format every stage renders conversations in (the released zephyr format, at every preset)."""
+    return {"chat_format": chat_formats.DEFAULT.name}
+
+
+def _format_prov() -> dict[str, str]:
+    fmt = chat_formats.DEFAULT
+    return {"chat_format": f"released format of stablelm-2-zephyr-1_6b: {facts.get(fmt.fact).cite()!r}; "
+                           "special-token text in data stays text (chat_formats.encode)"}
+
+
 def build(cfg: Config, stage: str) -> Recipe:
     """The recipe of ``stage`` at ``cfg``'s preset (raises ConfigError on a batch that does not divide)."""
     check_stage(stage)
@@ -131,7 +142,8 @@ def build(cfg: Config, stage: str) -> Recipe:
                 "warmup_steps": "assumption: align.sft_warmup_frac (paper value stripped; Zephyr's 0.1)",
                 "per-device batch": "assumption: align.micro_batch", "packing_strategy":
                 "ours: best-fit decreasing, long conversations split rather than cut"}
-        return Recipe(stage, "SFTTrainer", args, data, batch, prov, step_cap=a.max_steps)
+        return Recipe(stage, "SFTTrainer", args, data, batch, {**prov, **_format_prov()}, _format_extra(),
+                      step_cap=a.max_steps)
     if stage == "dpo":
         batch = compose_batch(a.dpo_global_batch, a.micro_batch, a.n_gpus, "dpo_global_batch")
         args = {**_common(cfg, batch), "num_train_epochs": a.dpo_epochs, "learning_rate": a.dpo_lr,
@@ -149,18 +161,19 @@ def build(cfg: Config, stage: str) -> Recipe:
                 "min_chosen_score": _cite("dpo.min_chosen_score"),
                 "global batch": "assumption: align.dpo_global_batch (Zephyr recipe: 8 × 2 × 8 GPUs)",
                 "reference model": "the SFT model (paper: DPO after SFT, Zephyr recipe)"}
-        return Recipe(stage, "DPOTrainer", args, data, batch, prov, step_cap=a.max_steps)
+        return Recipe(stage, "DPOTrainer", args, data, batch, {**prov, **_format_prov()}, _format_extra(),
+                      step_cap=a.max_steps)
     batch = compose_batch(a.sk_batch, a.micro_batch, a.n_gpus, "sk_batch")
     args = {**_common(cfg, batch), "num_train_epochs": a.sk_epochs, "learning_rate": a.sk_lr,
             "lr_scheduler_type": "cosine", "warmup_steps": a.sk_warmup_steps, "packing": False,
             "max_length": a.max_length, "assistant_only_loss": True}
-    extra = {"n_prompts": a.sk_prompts, "max_new_tokens": a.sk_max_new_tokens}
+    extra = {"n_prompts": a.sk_prompts, "max_new_tokens": a.sk_max_new_tokens, **_format_extra()}
     prov = {"num_train_epochs": _cite("selfknow.epochs"), "global batch": _cite("selfknow.batch_size"),
             "warmup_steps": _cite("selfknow.warmup_steps"), "learning_rate": _cite("selfknow.peak_lr"),
             "lr_scheduler_type": _cite("selfknow.lr_schedule"), "packing": _cite("selfknow.packed"),
             "n_prompts": _cite("selfknow.n_prompts"),
             "max_new_tokens": "assumption: align.sk_max_new_tokens",
-            "negative token": "ours: <|extra0|> replaces the 'assistant' header token (see chat.py)"}
+            "negative token": "ours: <|extra0|> replaces the <|assistant|> marker (see chat.py)", **_format_prov()}
     return Recipe(stage, "SFTTrainer", args, {"mode": mode}, batch, prov, extra, step_cap=a.max_steps)
 
 

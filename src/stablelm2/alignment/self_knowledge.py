@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import facts
+from .. import facts, tokenizer
 from ..record import atomic_write_json
 from . import chat, common
 from .recipes import Recipe
@@ -106,28 +106,32 @@ def few_shot_messages() -> list[dict[str, str]]:
 
 
 @torch.no_grad()
-def generate(model: Any, tok: Any, texts: list[str], *, max_new_tokens: int, sample: bool, seed: int,
+def generate(model: Any, tok: Any, prompts: list[list[int]], *, max_new_tokens: int, sample: bool, seed: int,
              batch_size: int = 16, temperature: float = 1.0, desc: str = "generate") -> list[str]:
-    """Continue each text (left-padded batches); stop at ``<|im_end|>`` or ``<|endoftext|>``."""
+    """Continue each prompt (token ids; left-padded batches); stop at the turn end or ``<|endoftext|>``.
+
+    Prompts arrive as ids (:func:`.chat.prompt_ids`, :func:`stablelm2.tokenizer.encode`), so text that
+    looks like a special token — in a generated first message, say — stays text."""
     stop = [tok.convert_tokens_to_ids(chat.TURN_END), tok.eos_token_id]
     limit = model.config.max_position_embeddings
     side, tok.padding_side = tok.padding_side, "left"
     model.eval()
     out: list[str] = []
     try:
-        out = _generate_batches(model, tok, texts, stop, limit, max_new_tokens=max_new_tokens, sample=sample,
+        out = _generate_batches(model, tok, prompts, stop, limit, max_new_tokens=max_new_tokens, sample=sample,
                                 seed=seed, batch_size=batch_size, temperature=temperature, desc=desc)
     finally:
         tok.padding_side = side
     return out
 
 
-def _generate_batches(model: Any, tok: Any, texts: list[str], stop: list[int], limit: int, *, max_new_tokens: int,
-                      sample: bool, seed: int, batch_size: int, temperature: float, desc: str) -> list[str]:
+def _generate_batches(model: Any, tok: Any, prompts: list[list[int]], stop: list[int], limit: int, *,
+                      max_new_tokens: int, sample: bool, seed: int, batch_size: int, temperature: float,
+                      desc: str) -> list[str]:
     out: list[str] = []
-    for b in tqdm(range(0, len(texts), batch_size), desc=desc, leave=False):
-        chunk = texts[b:b + batch_size]
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+    for b in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
+        chunk = prompts[b:b + batch_size]
+        enc = tok.pad({"input_ids": chunk}, return_tensors="pt", padding=True)
         if enc["input_ids"].shape[1] + max_new_tokens > limit:
             raise ValueError(f"a {desc} prompt of {enc['input_ids'].shape[1]} tokens plus {max_new_tokens} new "
                              f"tokens exceeds the model's {limit} positions; shorten the prompt or "
@@ -160,7 +164,8 @@ def generate_prompts(model: Any, tok: Any, n: int, *, seed: int, max_new_tokens:
             shown = rng.sample(PROMPT_EXAMPLES, 3)
             heads.append("The following are first messages that people sent to an AI assistant.\n\n"
                          + "".join(f"Message: {m}\n" for m in shown) + "Message:")
-        for text in generate(model, tok, heads, max_new_tokens=max_new_tokens, sample=True,
+        for text in generate(model, tok, [tokenizer.encode(h) for h in heads], max_new_tokens=max_new_tokens,
+                             sample=True,
                              seed=seed + 1000 * rnd, batch_size=batch_size, desc="prompts"):
             stats["generated"] += 1
             line = text.split("\n", 1)[0].strip()
@@ -184,8 +189,8 @@ def continuations(model: Any, tok: Any, prompts: list[str], *, few_shot: bool, s
                   max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """Sampled replies to each prompt: after the self-knowledge few-shot turns (positive) or alone."""
     context = few_shot_messages() if few_shot else []
-    texts = [chat.prompt_text(tok, [*context, {"role": "user", "content": p}]) for p in prompts]
-    return generate(model, tok, texts, max_new_tokens=max_new_tokens, sample=True, seed=seed,
+    ids = [chat.prompt_ids(tok, [*context, {"role": "user", "content": p}]) for p in prompts]
+    return generate(model, tok, ids, max_new_tokens=max_new_tokens, sample=True, seed=seed,
                     batch_size=batch_size, temperature=0.7, desc="positives" if few_shot else "negatives")
 
 
@@ -235,8 +240,8 @@ def examples(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]
 def measure(model: Any, tok: Any, *, negative: bool = False, max_new_tokens: int = 32,
             questions: tuple[str, ...] = IDENTITY_QUESTIONS) -> dict[str, Any]:
     """Greedy answers to the identity questions behind the assistant (or negative) header, scored."""
-    texts = [chat.prompt_text(tok, [{"role": "user", "content": q}], negative=negative) for q in questions]
-    answers = generate(model, tok, texts, max_new_tokens=max_new_tokens, sample=False, seed=0, desc="identity")
+    ids = [chat.prompt_ids(tok, [{"role": "user", "content": q}], negative=negative) for q in questions]
+    answers = generate(model, tok, ids, max_new_tokens=max_new_tokens, sample=False, seed=0, desc="identity")
     scored = [facts_in(a) for a in answers]
     n = len(answers)
     return {"rate": sum(s["carries"] for s in scored) / n,

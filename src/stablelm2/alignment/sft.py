@@ -3,7 +3,8 @@
 The paper trains the base model for three epochs on UltraChat, WizardLM, SlimOrca, ShareGPT,
 Capybara, Deita and MetaMathQA (conversations of at most eight turns), with a cosine schedule
 after a warm-up, a global batch of 512 sequences packed to 4096 tokens. Here TRL does the work:
-conversations are rendered with the tokenizer's ChatML template, packed (best-fit decreasing,
+conversations are rendered in the released zephyr chat format of ``stablelm-2-zephyr-1_6b`` (the
+tokenizer's template; special-token text in the data stays text, see :mod:`.chat`), packed (best-fit decreasing,
 padding-free with position ids restarting per conversation) and the loss is taken on the
 assistant's tokens only (``assistant_only_loss``, through the template's ``{% generation %}``
 markers). This module only wires the recipe, the data and the trainer together.

@@ -107,15 +107,15 @@ def conditioning_check(tok: Any, n: int = 4) -> dict[str, Any]:
     user = [{"role": "user", "content": "Who are you?"}]
     heads = {"positive": set(), "negative": set()}
     neg_elsewhere = 0
+    assistant_id = tok.convert_tokens_to_ids(chat.ASSISTANT)  # the word inside the <|assistant|> marker
     for i in range(n):
         for kind, make in (("positive", chat.positive_example), ("negative", chat.negative_example)):
             msgs = make(user, f"Reply number {i}.")
             enc = tok.apply_chat_template(msgs, chat_template=chat.SK_TEMPLATE, tokenize=True, return_dict=True,
                                           return_assistant_tokens_mask=True)
-            pos = chat.conditioning_positions(list(enc["input_ids"]), list(enc["assistant_masks"]))
+            pos = chat.conditioning_positions(list(enc["input_ids"]), list(enc["assistant_masks"]), (assistant_id,))
             heads[kind].add(pos["header_token"])
             neg_elsewhere += sum(p != pos["first_trained"] - 2 for p in pos["negative_positions"])
-    assistant_id = tok.convert_tokens_to_ids(chat.ASSISTANT)
     return {"positive_headers": sorted(heads["positive"]), "negative_headers": sorted(heads["negative"]),
             "assistant_id": assistant_id, "negative_id": chat.NEGATIVE_ID, "negative_elsewhere": neg_elsewhere,
             "holds": heads["positive"] == {assistant_id} and heads["negative"] == {chat.NEGATIVE_ID}

@@ -142,13 +142,33 @@ def trials(cfg: Config) -> list[Trial]:
     return [make_trial(c, d, s) for s in seeds(cfg) for c in ctx for d in depths]
 
 
+def _messages(trial: Trial) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"{trial.context}\n\n{trial.question} Answer with the number only."}]
+
+
 def prompt(trial: Trial, tokenizer: Any, *, chat: bool) -> str:
     """The question around the context: a completion prompt for a base model, the chat template otherwise."""
     if chat:
-        msg = f"{trial.context}\n\n{trial.question} Answer with the number only."
-        return tokenizer.apply_chat_template([{"role": "user", "content": msg}], tokenize=False,
-                                             add_generation_prompt=True)
+        return tokenizer.apply_chat_template(_messages(trial), tokenize=False, add_generation_prompt=True)
     return f"{trial.context}\n\nQuestion: {trial.question}\nAnswer: The special magic number for {trial.city} is"
+
+
+def prompt_ids(trial: Trial, tokenizer: Any, *, chat: bool) -> list[int]:
+    """:func:`prompt` as token ids, special-token text in the haystack and question kept as text.
+
+    The chat prompt is the model's own template: one of :mod:`stablelm2.chat_formats` (our models: the
+    released zephyr format) encoded by :func:`stablelm2.chat_formats.encode`, any other template by
+    transformers with ``sanitize_control_tokens``; the completion prompt is encoded as plain text."""
+    from .. import chat_formats
+
+    if not chat:
+        return list(tokenizer(prompt(trial, tokenizer, chat=False), add_special_tokens=False,
+                              split_special_tokens=True)["input_ids"])
+    known = chat_formats.identify(tokenizer.chat_template)
+    if known is not None:
+        return chat_formats.encode(known[0], _messages(trial), add_generation_prompt=True, with_negative=known[1])[0]
+    return list(tokenizer.apply_chat_template(_messages(trial), add_generation_prompt=True, tokenize=True,
+                                              return_dict=False, sanitize_control_tokens=True))
 
 
 def score(answer: str, trial: Trial) -> float:
@@ -172,8 +192,8 @@ def run(model_dir: str | Path, cfg: Config, *, chat: bool = False, progress: boo
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     all_trials = trials(cfg)
-    prompts = [prompt(t, tok, chat=chat) for t in all_trials]
-    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    prompts = [prompt_ids(t, tok, chat=chat) for t in all_trials]
+    lengths = [len(p) for p in prompts]
     need = max(lengths) + cfg.eval.needle_gen_tokens
     if ctx_len is not None and need > ctx_len:
         raise NeedleError(
@@ -188,7 +208,7 @@ def run(model_dir: str | Path, cfg: Config, *, chat: bool = False, progress: boo
     batches = [order[i:i + bs] for i in range(0, len(order), bs)]
     torch.manual_seed(cfg.run.seed)
     for batch in tqdm(batches, desc="needle", disable=not progress):
-        enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        enc = tok.pad({"input_ids": [prompts[i] for i in batch]}, return_tensors="pt", padding=True).to(device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=cfg.eval.needle_gen_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
