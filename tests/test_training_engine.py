@@ -23,6 +23,18 @@ def test_token_loss_is_transformers_causal_lm_loss():
     assert float((s / n).detach()) == pytest.approx(float(out.loss.detach()), rel=1e-6)
 
 
+def test_token_loss_is_summed_in_float64():
+    import math
+
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 3000, 50, generator=g) * 4
+    labels = torch.randint(0, 50, (2, 3000), generator=g)
+    s, n = engine.token_loss(logits, labels)
+    per = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1), reduction="none")
+    assert s.dtype == torch.float64 and int(n) == 2 * 2999
+    assert float(s) == pytest.approx(math.fsum(per.double().tolist()), rel=1e-12)
+
+
 def test_restarting_position_ids_keep_attention_inside_each_document():
     cfg = tiny_cfg()
     net = model_lib.build(cfg).eval()

@@ -79,16 +79,17 @@ def config_from_dict(d: dict[str, dict[str, Any]]) -> Config:
 
 
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy (fp32) and the number of target tokens.
+    """Summed next-token cross-entropy and the number of target tokens.
 
-    ``labels`` follows transformers' convention: the same positions as ``input_ids`` (shifted here),
-    ``-100`` where no loss is taken.
+    Each token's loss is computed in fp32 and the sum over tokens accumulated in float64 (a loss sum,
+    later a perplexity, is never reduced in fp32). ``labels`` follows transformers' convention: the
+    same positions as ``input_ids`` (shifted here), ``-100`` where no loss is taken.
     """
     targets = torch.full_like(labels, IGNORE)
     targets[:, :-1] = labels[:, 1:]  # shift the targets, not the logits: no copy of the [B, S, V] tensor
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                           ignore_index=IGNORE, reduction="sum")
-    return loss, (targets != IGNORE).sum()
+    per_token = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                ignore_index=IGNORE, reduction="none")
+    return per_token.double().sum(), (targets != IGNORE).sum()
 
 
 def device_peak_flops(device: torch.device, cfg: Config, world_size: int) -> tuple[float, str]:
