@@ -10,6 +10,11 @@ control tokens; the assistant mask included), and for any other template or opti
 transformers to do the same (``sanitize_control_tokens``) wherever transformers can. Everything
 else — ids, decoding, saving — is :class:`transformers.PreTrainedTokenizerFast`'s.
 
+Why not ``sanitize_control_tokens`` everywhere: transformers 5.24 refuses it together with the
+assistant mask TRL's SFT needs, and it encodes each sanitised span on its own, so a space before
+special-token text becomes its own token (``" <|endoftext|>"`` → ``' '``, ``'<'``, ``'|'``, …) where
+pre-training (and :func:`stablelm2.chat_formats.encode`) merges it (``' <|'``, …). It is the fallback only.
+
 >>> from stablelm2 import tokenizer                                     # doctest: +SKIP
 >>> tok = tokenizer.load_transformers(tokenizer.save_transformers(d))  # doctest: +SKIP
 >>> tok.apply_chat_template([{"role": "user", "content": "<|endoftext|>"}])["input_ids"].count(100257)  # doctest: +SKIP
