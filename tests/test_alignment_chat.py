@@ -161,3 +161,46 @@ def test_negative_token_replaces_the_assistant_marker(tok):
     assert stages.conditioning_check(tok)["holds"]
     assert chat.prompt_text(tok, user, negative=True).endswith("<|endoftext|>\n<|extra0|>\n")
     assert chat.prompt_text(tok, user).endswith("<|endoftext|>\n<|assistant|>\n")
+
+
+def test_trl_prepares_sft_self_knowledge_and_dpo_data_with_special_text_as_text(tmp_path):
+    """TRL's own dataset preparation (SFTTrainer with assistant_only_loss, DPOTrainer), as chapter 06
+    builds the trainers: for every special token's text in the data, the tokenized rows are exactly
+    chat_formats.encode's — the format's turn ends are the only control tokens."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    from stablelm2.alignment import common
+
+    from .alignment_helpers import tiny_model_dir
+
+    d = tiny_model_dir(tmp_path / "m")
+    tok, model = common.load_tokenizer(d, chat_template=True), common.load_model(d)
+    specials = sorted(tokenizer.special_tokens())
+    convs = [[{"role": "user", "content": f"Say {s}"}, {"role": "assistant", "content": f"{s} said."}]
+             for s in specials]
+    common_args = {"output_dir": str(tmp_path / "o"), "use_cpu": True, "report_to": "none", "max_length": 64,
+                   "per_device_train_batch_size": 2}
+    sft = SFTTrainer(model=model, args=SFTConfig(**common_args, packing=False, assistant_only_loss=True),
+                     train_dataset=Dataset.from_list([{"messages": c} for c in convs]), processing_class=tok)
+    for row, conv in zip(sft.train_dataset, convs, strict=True):
+        ids, mask = chat_formats.encode(chat_formats.ZEPHYR, conv)
+        assert row["input_ids"] == ids
+        assert row["labels"] == [t if m else -100 for t, m in zip(ids, mask, strict=True)]
+    tok.chat_template = chat.SK_TEMPLATE  # self-knowledge: negatives behind <|extra0|>, through the same path
+    neg = [chat.negative_example(c[:1], c[1]["content"]) for c in convs]
+    sk = SFTTrainer(model=model, args=SFTConfig(**common_args, packing=False, assistant_only_loss=True),
+                    train_dataset=Dataset.from_list([{"messages": c} for c in neg]), processing_class=tok)
+    for row, conv in zip(sk.train_dataset, neg, strict=True):
+        assert row["input_ids"] == chat_formats.encode(chat_formats.ZEPHYR, conv, with_negative=True)[0]
+        assert [t for t in row["input_ids"] if t >= tokenizer.EOT_ID] == [tokenizer.EOT_ID, chat.NEGATIVE_ID,
+                                                                          tokenizer.EOT_ID]
+    tok.chat_template = tokenizer.CHAT_TEMPLATE
+    pairs = [{"prompt": c[:1], "chosen": c[1:], "rejected": [{"role": "assistant", "content": "No."}]} for c in convs]
+    dpo_t = DPOTrainer(model=model, ref_model=common.load_model(d), args=DPOConfig(**common_args),
+                       train_dataset=Dataset.from_list(pairs), processing_class=tok)
+    for row, pair in zip(dpo_t.train_dataset, pairs, strict=True):
+        want = chat_formats.encode(chat_formats.ZEPHYR, pair["prompt"] + pair["chosen"])[0]
+        assert row["prompt_ids"] + row["chosen_ids"] == want
+        assert row["prompt_ids"] == chat_formats.encode(chat_formats.ZEPHYR, pair["prompt"],
+                                                        add_generation_prompt=True)[0]
