@@ -5,7 +5,7 @@ import yaml
 
 from stablelm2 import config, facts
 from stablelm2.ledger import DERIVED, Ledger
-from stablelm2.training import launch, layout, plan
+from stablelm2.training import backends, launch, layout, plan
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_local_command_lines():
     assert launch.command(1, spec, out)[1:3] == ["-m", "stablelm2.training.engine"]
     two = launch.command(2, spec, out, resume=False)
     assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "--no-resume" in two
-    deepspeed = launch.deepspeed_config(config.load("cpu"), layout.from_config(config.load("cpu"), n_procs=2))
+    deepspeed = backends.deepspeed_config(config.load("cpu"), layout.from_config(config.load("cpu"), n_procs=2))
     assert deepspeed["train_batch_size"] == 8 and deepspeed["bf16"] == {"enabled": False}
 
 

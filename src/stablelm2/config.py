@@ -676,6 +676,12 @@ def load(preset: str = "cpu", **overrides: Any) -> Config:
     return cfg
 
 
+
+def from_dict(d: dict[str, dict[str, Any]]) -> Config:
+    """Rebuild a :class:`Config` from ``cfg.to_dict()`` (validated again)."""
+    overrides = {f"{s}.{k}": v for s, fields in d.items() for k, v in fields.items() if (s, k) != ("run", "preset")}
+    return load(d["run"]["preset"], **overrides)
+
 def describe(cfg: Config) -> str:
     """A short human-readable summary of a resolved configuration (for notebook headers)."""
     lines = []

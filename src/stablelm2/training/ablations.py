@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from .. import config as config_lib
 from .. import facts as F
 from .. import schedule as schedule_lib
 from ..config import Config, ConfigError
@@ -82,7 +83,7 @@ def proxy_config(cfg: Config, *, steps: int | None = None, batch_tokens: int | N
                          kind=kind or s.kind)
     d["train"].update(steps=n, global_batch_tokens=batch_tokens or t.ablation_batch_tokens, checkpoint_every=0,
                       eval_every=0, n_procs=1, n_nodes=1)  # ablations run on one process
-    return engine.config_from_dict(d)
+    return config_lib.from_dict(d)
 
 
 def check(cfg: Config) -> None:

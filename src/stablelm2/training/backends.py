@@ -3,7 +3,7 @@
 * :class:`TorchZero` — accelerate prepares the model (DDP when there are several processes, gloo
   on CPU, NCCL on GPU, bf16 autocast on GPU) and PyTorch's ``ZeroRedundancyOptimizer`` shards the
   fused AdamW state across the processes (plain fused AdamW on one process);
-* :class:`DeepSpeedZero` — accelerate's ``DeepSpeedPlugin`` with the JSON :mod:`.launch` writes
+* :class:`DeepSpeedZero` — accelerate's ``DeepSpeedPlugin`` with the JSON :func:`deepspeed_config` builds (the one :mod:`.launch` writes)
   (ZeRO stage 1, bf16, clipping), the paper's layout on GPU nodes. It needs CUDA and ``deepspeed``
   (on CPU, accelerate ignores the plugin and runs plain DDP, so it is refused there); it has not
   been run on this project's CPU machines.
@@ -144,6 +144,30 @@ class DeepSpeedZero:
         return self.acc.get_state_dict(self.model)
 
 
+def deepspeed_config(cfg: Config, lay: layout_lib.BatchLayout, *, bf16: bool | None = None) -> dict[str, Any]:
+    """DeepSpeed's JSON for ``cfg`` on ``lay``: ZeRO stage ``train.zero_stage``, bf16, clipping, fp32 all-reduce.
+
+    The optimizer and the schedule stay in the engine (AdamW and ``LambdaLR``), so the JSON has no
+    ``optimizer`` or ``scheduler`` section.
+    """
+    t = cfg.train
+    bf16 = (t.precision == "bf16") if bf16 is None else bf16
+    return {
+        "train_batch_size": lay.global_batch_seqs,
+        "train_micro_batch_size_per_gpu": lay.micro_batch,
+        "gradient_accumulation_steps": lay.grad_accum,
+        "gradient_clipping": t.grad_clip,
+        "bf16": {"enabled": bool(bf16)},
+        "fp16": {"enabled": False},
+        "zero_optimization": {"stage": t.zero_stage, "overlap_comm": True, "contiguous_gradients": True,
+                              "reduce_bucket_size": 500_000_000, "allgather_bucket_size": 500_000_000},
+        "communication_data_type": "fp32",
+        "data_types": {"grad_accum_dtype": "fp32"},
+        "steps_per_print": 1000,
+        "wall_clock_breakdown": False,
+    }
+
+
 def accelerator(cfg: Config, backend: str, grad_accum: int, device: torch.device) -> Any:
     """accelerate's ``Accelerator`` for the backend: CPU or GPU, bf16 autocast on GPU, DeepSpeed plugin if asked."""
     from accelerate import Accelerator
@@ -152,10 +176,8 @@ def accelerator(cfg: Config, backend: str, grad_accum: int, device: torch.device
     if backend == "deepspeed":
         from accelerate.utils import DeepSpeedPlugin
 
-        from . import launch
-
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        ds = launch.deepspeed_config(cfg, layout_lib.from_config(cfg, n_procs=world), bf16=bf16)
+        ds = deepspeed_config(cfg, layout_lib.from_config(cfg, n_procs=world), bf16=bf16)
         return Accelerator(cpu=device.type == "cpu", deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=ds),
                            gradient_accumulation_steps=grad_accum, mixed_precision="bf16" if bf16 else "no")
     return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if bf16 else "no")

@@ -72,12 +72,6 @@ IGNORE = -100
 # ------------------------------------------------------------------------------ small pieces
 
 
-def config_from_dict(d: dict[str, dict[str, Any]]) -> Config:
-    """Rebuild a :class:`Config` from ``cfg.to_dict()`` (validated again)."""
-    overrides = {f"{s}.{k}": v for s, fields in d.items() for k, v in fields.items() if (s, k) != ("run", "preset")}
-    return config_lib.load(d["run"]["preset"], **overrides)
-
-
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token cross-entropy and the number of target tokens.
 
@@ -403,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     spec = json.loads(args.config.read_text(encoding="utf-8"))
-    cfg = config_from_dict(spec["config"])
+    cfg = config_lib.from_dict(spec["config"])
     if cfg.run.offline:
         from ..record import go_offline
 

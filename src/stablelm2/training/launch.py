@@ -14,9 +14,9 @@
   is not installed here, so SLURM never parses it).
 
 >>> from stablelm2 import config
->>> from stablelm2.training import launch, layout
+>>> from stablelm2.training import backends, launch, layout
 >>> cfg = config.load("paper")
->>> ds = launch.deepspeed_config(cfg, layout.from_config(cfg))
+>>> ds = backends.deepspeed_config(cfg, layout.from_config(cfg))
 >>> ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["zero_optimization"]["stage"]
 (2, 2, 1)
 """
@@ -37,10 +37,11 @@ from typing import Any
 
 import yaml
 
+from .. import config as config_lib
 from ..config import Config
 from ..record import atomic_write_json, atomic_write_text
 from . import layout as layout_lib
-from .layout import BatchLayout
+from .backends import deepspeed_config
 
 ENGINE_MODULE = "stablelm2.training.engine"
 FILES = {"deepspeed": "deepspeed_zero1.json", "accelerate": "accelerate_multinode.yaml",
@@ -133,30 +134,6 @@ def _failure(lines: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------ cluster files
-
-
-def deepspeed_config(cfg: Config, lay: BatchLayout, *, bf16: bool | None = None) -> dict[str, Any]:
-    """DeepSpeed's JSON for ``cfg`` on ``lay``: ZeRO stage ``train.zero_stage``, bf16, clipping, fp32 all-reduce.
-
-    The optimizer and the schedule stay in the engine (AdamW and ``LambdaLR``), so the JSON has no
-    ``optimizer`` or ``scheduler`` section.
-    """
-    t = cfg.train
-    bf16 = (t.precision == "bf16") if bf16 is None else bf16
-    return {
-        "train_batch_size": lay.global_batch_seqs,
-        "train_micro_batch_size_per_gpu": lay.micro_batch,
-        "gradient_accumulation_steps": lay.grad_accum,
-        "gradient_clipping": t.grad_clip,
-        "bf16": {"enabled": bool(bf16)},
-        "fp16": {"enabled": False},
-        "zero_optimization": {"stage": t.zero_stage, "overlap_comm": True, "contiguous_gradients": True,
-                              "reduce_bucket_size": 500_000_000, "allgather_bucket_size": 500_000_000},
-        "communication_data_type": "fp32",
-        "data_types": {"grad_accum_dtype": "fp32"},
-        "steps_per_print": 1000,
-        "wall_clock_breakdown": False,
-    }
 
 
 def accelerate_config(cfg: Config, deepspeed_file: str) -> dict[str, Any]:
@@ -329,10 +306,8 @@ def validate_slurm(path: Path, cfg: Config) -> dict[str, Any]:
 
 def validate_launch_files(cfg: Config, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Load every launch file with the tool that consumes it; :class:`LaunchError` on the first refusal."""
-    from . import engine
-
     spec = json.loads(paths["spec"].read_text(encoding="utf-8"))
-    back = engine.config_from_dict(spec["config"])
+    back = config_lib.from_dict(spec["config"])
     if back != cfg:
         raise LaunchError(f"{paths['spec']} does not rebuild the config it was written from")
     return {
