@@ -14,6 +14,11 @@ Sequence ``i`` of the global stream goes to rank ``(i // micro_batch) % world_si
 ``k`` of a run with gradient accumulation ``A`` consumes global sequences ``[k·G, (k+1)·G)`` with
 ``G = global_batch_tokens / seq_len`` — :func:`batch_at` returns exactly those.
 
+This streaming loader tokenizes the whole global stream on every rank (it keeps its own share):
+the reference, and enough for one process. The engine of chapter 05 reads the same stream from
+rank-local shards instead (:mod:`.shards`: packed once, in parallel; each rank reads only its own
+micro-batches, ``1/world_size`` of every global batch).
+
 >>> from stablelm2 import config
 >>> from stablelm2.data import packed_loader
 >>> cfg = config.load("smoke")

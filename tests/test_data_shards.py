@@ -1,0 +1,107 @@
+"""Rank-local shards: the same global batches as the streaming loader, split so each rank reads only its own."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from stablelm2 import config
+from stablelm2.data import batch_at, shards
+from stablelm2.data.sources import SourceError
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.load("smoke", **{"train.micro_batch": 1})  # 8 sequences per step: 1, 2, 4 or 8 processes
+
+
+@pytest.fixture(scope="module")
+def built(cfg, tmp_path_factory):
+    d = tmp_path_factory.mktemp("shards")
+    return d, shards.build(cfg, STEPS, d, steps_per_shard=2)
+
+
+def _step(loaders: list[shards.ShardLoader]) -> dict[str, torch.Tensor]:
+    """One optimizer step of every rank, concatenated rank after rank (accumulation in order)."""
+    parts = [next(ld) for ld in loaders for _ in range(ld.accum)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def test_the_shards_hold_the_streaming_loaders_global_batches(cfg, built):
+    d, man = built
+    assert (man["slots"], man["sequences_per_step"], man["chunks"][-1]["steps"]) == (8, 8, 1)
+    one = shards.ShardLoader(cfg, d)
+    for k in range(STEPS):
+        got, want = _step([one]), batch_at(cfg, k)  # batch_at replays chapter 01's streaming loader
+        for key in ("input_ids", "position_ids", "labels"):
+            assert torch.equal(got[key], want[key]), (k, key)
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_the_union_of_the_ranks_micro_batches_is_the_one_process_batch(cfg, built, world):
+    d, _ = built
+    one = shards.ShardLoader(cfg, d)
+    ranks = [shards.ShardLoader(cfg, d, rank=r, world_size=world) for r in range(world)]
+    assert [ld.accum for ld in ranks] == [8 // world] * world
+    for _ in range(STEPS):
+        assert torch.equal(_step(ranks)["input_ids"], _step([one])["input_ids"])
+
+
+def test_each_rank_opens_only_its_own_shards(cfg, built, tmp_path):
+    d, man = built
+    world = 4
+    for r in range(world):
+        mine = {f"c{c:05d}_m{m:04d}.npy" for c in range(2) for m in range(2 * r, 2 * r + 2)}
+        alone = tmp_path / f"rank{r}"
+        alone.mkdir()
+        for f in [*mine, shards.MANIFEST]:  # a node that holds this rank's files and nothing else
+            shutil.copy(d / f, alone / f)
+        ld = shards.ShardLoader(cfg, alone, rank=r, world_size=world)
+        batches = [next(ld) for _ in range(STEPS * ld.accum)]
+        assert set(ld.opened) == mine and len(batches) == 6
+        assert sum(b["input_ids"].numel() for b in batches) == STEPS * 8 * cfg.data.seq_len // world
+
+
+def test_resume_refusals_and_damage(cfg, built, tmp_path):
+    d, _ = built
+    ld = shards.ShardLoader(cfg, d, rank=1, world_size=2)
+    for _ in range(3):
+        next(ld)
+    state = ld.state_dict()
+    want = next(ld)
+    again = shards.ShardLoader(cfg, d, rank=1, world_size=2)
+    again.load_state_dict(state)
+    assert torch.equal(next(again)["input_ids"], want["input_ids"])
+    with pytest.raises(SourceError, match="other shards, rank or world size"):
+        shards.ShardLoader(cfg, d, rank=0, world_size=2).load_state_dict(state)
+    with pytest.raises(SourceError, match="do not divide over 3 processes"):
+        shards.ShardLoader(cfg, d, rank=0, world_size=3)
+    with pytest.raises(SourceError, match="built with other settings \\(seed\\)"):
+        shards.ShardLoader(config.load("smoke", seed=5, **{"train.micro_batch": 1}), d)
+    with pytest.raises(SourceError, match="holds no manifest.json; build the shards first"):
+        shards.ShardLoader(cfg, tmp_path)
+    late = shards.ShardLoader(cfg, d)
+    late.micro_batches = STEPS * 8
+    with pytest.raises(SourceError, match="past the 3 steps"):
+        next(late)
+    broken = tmp_path / "broken"
+    shutil.copytree(d, broken)
+    f = broken / "c00000_m0000.npy"
+    f.write_bytes(f.read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(SourceError, match="c00000_m0000.npy does not match its sha256"):
+        next(shards.ShardLoader(cfg, broken))
+
+
+def test_a_parallel_build_writes_the_same_shards_and_a_finished_build_is_reused(cfg, built, tmp_path):
+    d, man = built
+    par = shards.build(cfg, STEPS, tmp_path / "par", steps_per_shard=2, workers=2)
+    assert par["files"] == man["files"] and par["workers"] == 2
+    again = shards.build(cfg, STEPS, tmp_path / "par", steps_per_shard=2, workers=2)
+    assert again == par
+    arr = np.load(tmp_path / "par" / "c00000_m0003.npy")
+    assert arr.dtype == np.uint32 and arr.shape == (2, 1, cfg.data.seq_len)
