@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from stablelm2.training import checkpoint as ckpt
-from stablelm2.training import engine, launch
+from stablelm2.training import engine, launch, metrics
 
 from .training_runs import reference_two_processes, scratch, tiny_cfg
 
@@ -91,6 +91,43 @@ def test_engine_refuses_damaged_or_foreign_checkpoints_and_overwrites_nothing():
     assert _snapshot(out) == before
 
 
+def test_a_checkpoint_holds_no_per_step_history_and_does_not_grow_with_the_run():
+    out = scratch("bounded")
+    cfg = tiny_cfg(**{"train.n_procs": 1, "train.steps": 6, "train.checkpoint_every": 2, "train.eval_every": 0})
+    engine.train(cfg, out, progress=False, save_model=False)
+    sizes = {}
+    for step, path in ckpt.all_checkpoints(out / "checkpoints"):
+        state = json.loads((path / "trainer_state.json").read_text())
+        assert set(state) == {"step", "tokens", "scheduler", "loaders", "rng", "metrics"}
+        assert set(state["metrics"]) == {"totals", "resumed_from", "last_eval", "log_bytes"}
+        sizes[step] = len(json.dumps({k: state[k] for k in ("step", "tokens", "scheduler", "metrics")}))
+    assert list(sizes) == [4]  # keep=1
+    small = scratch("bounded-short")
+    engine.train(tiny_cfg(**{"train.n_procs": 1, "train.steps": 3, "train.checkpoint_every": 2, "train.eval_every": 0,
+                             "schedule.cooldown_steps": 1}), small, progress=False, save_model=False)
+    (s2, p2), = ckpt.all_checkpoints(small / "checkpoints")
+    state2 = json.loads((p2 / "trainer_state.json").read_text())
+    # twice the steps, the same bytes give or take a few digits (no list that grows with the step count)
+    assert abs(sizes[4] - len(json.dumps({k: state2[k] for k in ("step", "tokens", "scheduler", "metrics")}))) < 100
+    log = metrics.read(out / "metrics.jsonl")
+    assert state["metrics"]["log_bytes"] < (out / "metrics.jsonl").stat().st_size
+    assert [r["step"] for r in log["steps"]] == list(range(1, 7))
+
+
+def test_resume_refuses_a_metrics_log_shorter_than_its_checkpoint():
+    out = scratch("short-log")
+    cfg = tiny_cfg(**{"train.n_procs": 1, "train.steps": 3, "train.checkpoint_every": 1,
+                      "schedule.cooldown_steps": 1})
+    engine.train(cfg, out, progress=False, save_model=False)
+    log = out / "metrics.jsonl"
+    log.write_bytes(log.read_bytes()[:10])
+    with pytest.raises(ckpt.CheckpointError, match="metrics.jsonl holds 10 bytes, fewer than.*nothing was overwritten"):
+        engine.train(cfg, out, progress=False, save_model=False)
+    log.unlink()
+    with pytest.raises(ckpt.CheckpointError, match="metrics.jsonl is missing"):
+        engine.train(cfg, out, progress=False, save_model=False)
+
+
 def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run():
     """Two processes (torchrun, ZeRO-1), killed with SIGKILL between checkpoints, resumed from the last one."""
     reference = reference_two_processes()
@@ -109,12 +146,18 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run():
     assert proc.returncode == -signal.SIGKILL and len(killed) >= 3, "the run ended before it could be killed"
     assert not (out / "history.json").exists() and not (out / "model").exists()
     resumed_from = ckpt.latest(out / "checkpoints")
-    assert resumed_from is not None and step > int(resumed_from.name.split("_")[1]) - cfg.train.checkpoint_every
+    at = int(resumed_from.name.split("_")[1]) if resumed_from is not None else -1
+    assert resumed_from is not None and step > at - cfg.train.checkpoint_every
+    logged = [r["step"] for r in metrics.read(out / "metrics.jsonl")["steps"]]
+    assert logged[:step] == list(range(1, step + 1))  # the log survived the kill, past the checkpoint
     h = launch.spawn(cfg, out, 2, progress=False, echo=False)
-    ref = json.loads((reference / "history.json").read_text())
-    assert h["resumed_from"] == [int(resumed_from.name.split("_")[1])]
+    ref = metrics.load_history(reference)
+    assert h["resumed_from"] == [at]
+    assert [r["step"] for r in h["steps"]] == list(range(1, cfg.train.steps + 1))  # steps after `at` not doubled
     assert [(r["loss"], r["grad_norm"], r["lr"]) for r in h["steps"]] == \
         [(r["loss"], r["grad_norm"], r["lr"]) for r in ref["steps"]]
+    assert [(e["step"], e["val_loss"]) for e in h["evals"]] == [(e["step"], e["val_loss"]) for e in ref["evals"]]
+    assert h["summary"]["final_loss"] == ref["summary"]["final_loss"]
     a = load_file(str(out / "model" / "model.safetensors"))
     b = load_file(str(reference / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from stablelm2 import model as model_lib
 from stablelm2 import schedule
-from stablelm2.training import backends, engine
+from stablelm2.training import backends, engine, metrics
 
 from .training_runs import reference_two_processes, scratch, tiny_cfg
 
@@ -85,17 +85,53 @@ def test_one_process_run_logs_every_step_and_writes_its_results(one_process, cap
     assert set(h["evals"][-1]["domains"]) >= {"code", "multilingual_de", "web_en"}
     assert h["evals"][-1]["val_loss"] < h["evals"][0]["val_loss"]
     assert "CPU, measured fp32 matmul peak" in h["peak_basis"]
-    assert json.loads((out / "history.json").read_text())["summary"] == h["summary"]
+    on_disk = json.loads((out / "history.json").read_text())
+    assert on_disk["summary"] == h["summary"] and "steps" not in on_disk and "evals" not in on_disk
+    assert metrics.read(out / "metrics.jsonl") == {"steps": h["steps"], "evals": h["evals"]}  # the curves' source
     from transformers import AutoModelForCausalLM
 
     back = AutoModelForCausalLM.from_pretrained(out / "model")
     assert back.config.hidden_size == 32 and (out / "model" / "model.safetensors").is_file()
 
 
+def test_a_run_leaves_tensorboard_event_files_with_its_curves(one_process):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, h = one_process
+    logdir = out / metrics.TRACKER_DIR
+    assert list(logdir.glob("events.out.tfevents.*"))
+    ev = EventAccumulator(str(logdir))
+    ev.Reload()
+    tags = set(ev.Tags()["scalars"])
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_s", "val/loss"} <= tags
+    for tag, key in (("train/loss", "loss"), ("train/learning_rate", "lr"), ("train/grad_norm", "grad_norm"),
+                     ("train/tokens_per_s", "tokens_per_s")):
+        got = ev.Scalars(tag)
+        assert [e.step for e in got] == list(range(1, 13))
+        assert [e.value for e in got] == pytest.approx([r[key] for r in h["steps"]], rel=1e-6)  # float32 events
+    assert [e.step for e in ev.Scalars("val/loss")] == [6, 12]
+
+
+def test_an_unavailable_tracker_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import importlib.util
+
+    from stablelm2.config import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match="train.trackers = 'wandb' needs the 'wandb' package"):
+        engine.train(tiny_cfg(**{"train.trackers": "wandb"}), tmp_path / "w", progress=False)
+    assert not (tmp_path / "w").exists()
+    h = engine.train(tiny_cfg(**{"train.trackers": "none", "train.n_procs": 1, "train.steps": 3,
+                                 "schedule.cooldown_steps": 1, "train.checkpoint_every": 0}),
+                     tmp_path / "none", progress=False, save_model=False)
+    assert h["summary"]["steps"] == 3 and not (tmp_path / "none" / metrics.TRACKER_DIR).exists()
+
+
 def test_two_processes_train_the_same_global_batch(one_process):
     """torchrun with 2 processes (DDP over gloo, ZeRO-1): same data per step, same objective, same numbers."""
     ref = reference_two_processes()
-    two = json.loads((ref / "history.json").read_text())
+    two = metrics.load_history(ref)
     _, one = one_process
     assert two["world_size"] == 2 and two["backend"] == "torch" and two["layout"]["grad_accum"] == 1
     assert two["layout"]["global_batch_tokens"] == one["layout"]["global_batch_tokens"]

@@ -50,6 +50,7 @@ def test_launch_files_say_what_the_paper_ran(paper_files):
     slurm = files["slurm"].read_text()
     assert "#SBATCH --nodes=64" in slurm and "#SBATCH --gpus-per-node=8" in slurm
     assert "accelerate launch --config_file accelerate_multinode.yaml" in slurm
+    assert "#SBATCH --output=%x-%j.out" in slurm  # SLURM opens it before the script runs: no sub-folder
     spec = json.loads(files["spec"].read_text())
     assert spec["config"]["train"]["steps"] == 500_000
 
@@ -61,7 +62,8 @@ def test_launch_files_load_in_the_tools_that_consume_them(paper_files):
     assert (got["deepspeed"]["zero_stage"], got["deepspeed"]["bf16"], got["deepspeed"]["grad_accum"]) == (1, True, 2)
     assert got["accelerate"]["num_machines"] == 64 and got["accelerate"]["num_processes"] == 512
     assert got["accelerate"]["use_deepspeed"] and got["accelerate"]["module"]
-    assert got["accelerate"]["rank_env"]["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == "deepspeed_zero1.json"
+    assert got["accelerate"]["deepspeed_config_file"] == "deepspeed_zero1.json"
+    assert got["accelerate"]["training_script"] == "stablelm2.training.engine"
     assert got["slurm"]["nodes"] == 64 and got["slurm"]["gpus_per_node"] == 8
 
 
@@ -78,12 +80,50 @@ def test_broken_launch_files_are_refused(paper_files, tmp_path):
     files["accelerate"].write_text(yaml.safe_dump(acc))
     with pytest.raises(launch.LaunchError, match="accelerate refuses"):
         launch.validate_accelerate(files["accelerate"])
+    acc.pop("distributed_typo")
+    acc["num_processes"] = 500
+    files["accelerate"].write_text(yaml.safe_dump(acc))
+    with pytest.raises(launch.LaunchError, match="500 is not a multiple of num_machines 64.*not the config's 64 × 512"):
+        launch.validate_accelerate(files["accelerate"], files["slurm"], cfg)
     files["slurm"].write_text(files["slurm"].read_text().replace("--nodes=64", "--nodes=32"))
     with pytest.raises(launch.LaunchError, match="--nodes=32"):
         launch.validate_slurm(files["slurm"], cfg)
     files["slurm"].write_text("#!/bin/bash\nif then fi\n")
     with pytest.raises(launch.LaunchError, match="bash -n refuses"):
         launch.validate_slurm(files["slurm"], cfg)
+
+
+def test_no_private_api_and_no_mock_in_the_library():
+    import ast
+    from pathlib import Path
+
+    import stablelm2
+
+    bad = []
+    for f in Path(stablelm2.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [a.name for a in node.names]
+                if node.module.startswith("unittest") or any(n.startswith("_") and not n.startswith("__")
+                                                              for n in names):
+                    bad.append(f"{f.name}: from {node.module} import {', '.join(names)}")
+            if isinstance(node, ast.Import) and any(a.name.startswith("unittest") for a in node.names):
+                bad.append(f"{f.name}: import unittest")
+    assert bad == []
+
+
+def test_a_cpu_cluster_gets_torchrun_through_accelerate_and_a_cpu_batch_script(tmp_path):
+    from .training_runs import tiny_cfg
+
+    cfg = tiny_cfg(**{"train.gpu": "cpu", "train.n_nodes": 1, "train.n_procs": 2})
+    files = launch.write_launch_files(cfg, tmp_path, wall_hours=0.1)
+    acc = yaml.safe_load(files["accelerate"].read_text())
+    assert acc["distributed_type"] == "MULTI_GPU" and "deepspeed_config" not in acc and acc["use_cpu"] is False
+    slurm = files["slurm"].read_text()
+    assert "--gpus-per-node" not in slurm and "FI_PROVIDER" not in slurm and "#SBATCH --cpus-per-task=2" in slurm
+    got = launch.validate_launch_files(cfg, files)
+    assert got["deepspeed"]["world_size"] == 2 and got["deepspeed"]["bf16"] is False
+    assert got["slurm"]["nodes"] == 1 and got["accelerate"]["num_processes"] == 2
 
 
 def test_local_command_lines():

@@ -166,6 +166,8 @@ class TrainConfig:
     """Paper preset only: really launch on the GPUs at hand instead of writing the plan."""
     backend: str = "auto"
     """ZeRO engine: 'torch' (DDP + ZeroRedundancyOptimizer), 'deepspeed' (via accelerate), 'auto' (DeepSpeed on CUDA if installed)."""
+    trackers: str = "tensorboard"
+    """Experiment tracker the engine logs to through accelerate: 'tensorboard' (event files in the run folder), 'wandb' (offline unless preset paper), 'trackio' (local), 'none'."""
     ablation_steps: int = 0
     """Optimizer steps of each App. A/B ablation run at small scale (0 = ablations not run, as at paper)."""
     ablation_batch_tokens: int = 4_194_304
@@ -383,6 +385,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "align.sft_turn": ("exchange", "message"),
     "train.gpu": ("A100-40GB", "A100-80GB", "H100-80GB", "cpu"),
     "train.backend": ("auto", "torch", "deepspeed"),
+    "train.trackers": ("tensorboard", "wandb", "trackio", "none"),
 }
 _COUNTRY_FIELDS = ("carbon.country",)
 """Fields holding a grid country: each is checked against codecarbon's table (stablelm2.grid.country_code)."""

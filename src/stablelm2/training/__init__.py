@@ -3,8 +3,10 @@
 * :mod:`.layout` — global batch → micro-batch × accumulation × processes × sequence length;
 * :mod:`.engine` — the training loop on accelerate (DDP) with ZeRO-1, logging, validation;
 * :mod:`.backends` — ZeRO-1 by PyTorch (`ZeroRedundancyOptimizer`) or by DeepSpeed, behind one interface;
-* :mod:`.checkpoint` — atomic, verified checkpoints for exact resume;
+* :mod:`.checkpoint` — atomic, verified checkpoints for exact resume (no per-step history inside);
+* :mod:`.metrics` — the per-step JSON-lines log that survives a kill, and the experiment trackers;
 * :mod:`.launch` — local runs with torchrun; accelerate / DeepSpeed / SLURM files for 64 P4d nodes;
+* :mod:`.preflight` — what must hold before the paper's run is launched, refused by name;
 * :mod:`.plan` — the full plan of a run (steps, tokens, GPU-hours, cost, energy, tCO2eq);
 * :mod:`.ablations` — Appendices A, B and D at small scale;
 * :mod:`.figures` — the chapter's plots.
@@ -78,12 +80,12 @@ def pretrained(cfg: Config, *, progress: bool = True) -> Path:
 
 def train_main(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     """The chapter's main run of ``cfg`` (read back when finished, resumed when interrupted)."""
-    from . import engine, launch
+    from . import engine, launch, metrics
 
     out = run_dir(cfg)
     hist = out / "history.json"
     if hist.is_file() and (out / "model").is_dir():
-        return json.loads(hist.read_text(encoding="utf-8"))
+        return metrics.load_history(out)
     if cfg.train.n_procs == 1:
         return engine.train(cfg, out, resume=True, progress=progress)
     return launch.spawn(cfg, out, cfg.train.n_procs, resume=True, progress=progress)
@@ -93,7 +95,8 @@ def main_run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     """The chapter's training run: ``trained``, ``history``, ``model_dir`` and a ``message`` saying what ran.
 
     At ``smoke``/``cpu`` it is :func:`pretrained`'s run. At ``paper`` it trains only on GPUs and only
-    with ``train.launch=True`` (the paper's configuration on the GPUs at hand, same global batch);
+    with ``train.launch=True`` (the paper's configuration on the GPUs at hand, same global batch),
+    after :mod:`.preflight` passes for them (:class:`.preflight.PreflightError` names what fails);
     otherwise it trains nothing and says so.
     """
     import torch
@@ -118,6 +121,11 @@ def main_run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
                            "launch=True to train the paper's configuration on them (same global batch, more "
                            "accumulation)."}
     out = cfg.chapter_dir(CHAPTER) / "runs" / f"paper-{_key(cfg)}"
+    from .. import config as config_lib
+    from . import preflight
+
+    here = config_lib.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "n_procs": gpus, "n_nodes": 1}})
+    print(preflight.describe(preflight.require(preflight.check(here, out))), flush=True)  # refuses by name
     h = launch.spawn(cfg, out, gpus, resume=True, progress=progress)
     return {"trained": True, "history": h, "model_dir": out / "model",
             "message": f"Trained the paper's configuration on {gpus} GPU(s): {h['summary']['steps']} steps."}

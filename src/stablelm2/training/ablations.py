@@ -122,9 +122,9 @@ def run(c: Config, out: Path, *, weights: dict[str, float] | None = None, stop: 
     path = Path(out) / ckpt.fingerprint(ident)[:12]
     hist_file = path / "history.json"
     if hist_file.is_file():
-        import json
+        from .metrics import load_history
 
-        return json.loads(hist_file.read_text(encoding="utf-8"))
+        return load_history(path)
     return engine.train(c, path, resume=False, weights=weights, stop=stop, tag=tag, save_model=False,
                         progress=progress,
                         val_factory=lambda cc: validation_subset(cc, val_seqs))

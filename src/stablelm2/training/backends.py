@@ -168,16 +168,19 @@ def deepspeed_config(cfg: Config, lay: layout_lib.BatchLayout, *, bf16: bool | N
     }
 
 
-def accelerator(cfg: Config, backend: str, grad_accum: int, device: torch.device) -> Any:
-    """accelerate's ``Accelerator`` for the backend: CPU or GPU, bf16 autocast on GPU, DeepSpeed plugin if asked."""
+def accelerator(cfg: Config, backend: str, grad_accum: int, device: torch.device, *,
+                log_with: str | None = None, project_dir: Path | None = None) -> Any:
+    """accelerate's ``Accelerator`` for the backend: CPU or GPU, bf16 autocast on GPU, DeepSpeed plugin if asked,
+    logging to the tracker ``log_with`` (accelerate's name for it) under ``project_dir``."""
     from accelerate import Accelerator
 
     bf16 = cfg.train.precision == "bf16" and device.type == "cuda"
+    track = {"log_with": log_with, "project_dir": str(project_dir) if project_dir is not None else None}
     if backend == "deepspeed":
         from accelerate.utils import DeepSpeedPlugin
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
         ds = deepspeed_config(cfg, layout_lib.from_config(cfg, n_procs=world), bf16=bf16)
         return Accelerator(cpu=device.type == "cpu", deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=ds),
-                           gradient_accumulation_steps=grad_accum, mixed_precision="bf16" if bf16 else "no")
-    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if bf16 else "no")
+                           gradient_accumulation_steps=grad_accum, mixed_precision="bf16" if bf16 else "no", **track)
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if bf16 else "no", **track)

@@ -5,7 +5,8 @@ A checkpoint is one folder ``<run>/checkpoints/step_0000050/`` holding
 * ``model.safetensors`` — the weights (safetensors, fp32 on CPU);
 * ``optimizer.pt`` — the optimizer state (AdamW moments; with ZeRO-1 the shards gathered to rank 0);
 * ``trainer_state.json`` — step, tokens seen, scheduler state, every rank's data-loader position and
-  RNG states (torch, Python, NumPy), and the metrics history so far;
+  RNG states (torch, Python, NumPy), and the run's running sums with the length of its metrics log
+  (no per-step history: that streams to ``metrics.jsonl``, so the file does not grow with the run);
 * ``meta.json`` — the run's identity (the config fields that shape the weights, the process count)
   with its fingerprint, and the sha256 of every file above.
 
@@ -51,11 +52,11 @@ from ..record import sha256_file
 
 FILES = ("model.safetensors", "optimizer.pt", "trainer_state.json")
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
-# Fields that do not change the weights a run produces: how often it saves or evaluates, the
-# hardware it is priced for, the cluster size of the paper plan (the real process count is recorded),
+# Fields that do not change the weights a run produces: how often it saves or evaluates, where it
+# logs, the hardware it is priced for, the cluster size of the paper plan (the real process count is recorded),
 # and the settings of the appendix ablations (separate runs with their own identity).
 _NOT_IDENTITY = {"train": {"checkpoint_every", "eval_every", "launch", "gpu", "n_nodes", "n_procs", "backend",
-                           "ablation_steps", "ablation_batch_tokens", "ablation_d_model", "ablation_val_seqs"}}
+                           "ablation_steps", "ablation_batch_tokens", "ablation_d_model", "ablation_val_seqs", "trackers"}}
 
 
 class CheckpointError(RuntimeError):
@@ -204,6 +205,49 @@ def verify(path: Path, expected_identity: dict[str, Any]) -> dict[str, Any]:
             + ". Resume with the same configuration and process count, or write to another output folder"
         )
     return meta
+
+
+RANK_STATE_BYTES = 32_000
+"""``trainer_state.json`` bytes per rank: RNG states (torch 5,056 B, NumPy and Python 624 words each, as
+JSON numbers) and a shard loader's position — measured ≈ 30 kB on this project's runs."""
+
+
+def size_breakdown(cfg: Config, *, world_size: int | None = None, backend: str | None = None) -> dict[str, int]:
+    """Bytes of one checkpoint of ``cfg`` (no per-step history), by file.
+
+    ``model.safetensors`` holds fp32 weights (4 B/param); the ``torch`` backend's ``optimizer.pt`` the
+    AdamW moments (8 B/param, gathered); the ``deepspeed`` backend's folder its ZeRO-1 shards (fp32
+    master weights and moments, 12 B/param, plus bf16 module weights, 2 B/param); ``trainer_state.json``
+    :data:`RANK_STATE_BYTES` per rank. ``world_size`` defaults to ``train.n_procs``; ``backend`` to
+    DeepSpeed on GPU clusters, torch on CPU.
+    """
+    from .. import model
+
+    n = model.param_counts(cfg)["total"]
+    world = cfg.train.n_procs if world_size is None else world_size
+    backend = backend or ("torch" if cfg.train.gpu == "cpu" or cfg.train.backend == "torch" else "deepspeed")
+    out = {"model.safetensors": 4 * n, "trainer_state.json": RANK_STATE_BYTES * world}
+    if backend == "deepspeed":
+        out["deepspeed"] = 14 * n
+    else:
+        out["optimizer.pt"] = 8 * n
+    out["total"] = sum(out.values())
+    return out
+
+
+def estimated_bytes(cfg: Config, **kw: Any) -> int:
+    """Total bytes of one checkpoint of ``cfg`` (:func:`size_breakdown`)."""
+    return size_breakdown(cfg, **kw)["total"]
+
+
+def read_trainer_state(path: Path) -> dict[str, Any]:
+    """``trainer_state.json`` of a checkpoint folder (after :func:`verify`); :class:`CheckpointError` if it
+    was written by an engine that kept the per-step history in it."""
+    state = json.loads((Path(path) / "trainer_state.json").read_text(encoding="utf-8"))
+    if "metrics" not in state:
+        raise CheckpointError(f"checkpoint {path} was written by an older engine (per-step history inside, no "
+                              "metrics-log length); delete its run folder to start afresh")
+    return state
 
 
 @dataclass

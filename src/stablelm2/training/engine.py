@@ -17,18 +17,27 @@ every scale:
   gradient accumulation for the process count at hand; the loss is the mean over every target
   token of the global batch (counts are all-reduced first), so 1 and 2 processes optimise the
   same objective;
-* **data** — chapter 01's ``data.packed_loader`` (one stream per rank, ``position_ids`` restarting
-  at each document, which transformers turns into a block-diagonal causal mask) and
+* **data** — chapter 01's rank-local shards (:mod:`stablelm2.data.shards`: the global stream packed
+  once into ``<run>/shards``, each rank reading only its own micro-batches; ``position_ids``
+  restart at each document, which transformers turns into a block-diagonal causal mask) and
   ``data.validation_sets`` for the held-out loss per domain;
 * **schedule** — chapter 04's ``schedule.lr_lambda`` under ``LambdaLR``;
 * **bookkeeping** — loss, learning rate, gradient norm, tokens/s and MFU (model FLOPs from
   chapter 03 over the device's peak: A100 312, H100 989 TFLOP/s bf16, CPU measured with
-  ``hardware.matmul_peak_flops``) every step, with a tqdm bar; checkpoints via :mod:`.checkpoint`
-  every ``train.checkpoint_every`` steps, from which a killed run resumes bit-exactly.
+  ``hardware.matmul_peak_flops``) every step, with a tqdm bar, appended to the run's
+  ``metrics.jsonl`` (:mod:`.metrics`: it survives a kill, and the chapter's curves read it);
+  checkpoints via :mod:`.checkpoint` every ``train.checkpoint_every`` steps, from which a killed
+  run resumes bit-exactly. A checkpoint holds what resume needs — weights, optimizer, scheduler,
+  loader positions, RNG states, a few running sums and the log's length — and no per-step
+  history, so its size does not grow with the run.
+* **tracking** — the same numbers, and the held-out loss per source, go to accelerate's tracker API
+  (``train.trackers``): TensorBoard event files in ``<run>/tensorboard/`` by default (offline),
+  W&B (offline at ``smoke``/``cpu``) or trackio when named, none with ``'none'``.
 
-A run writes into its folder: ``run_config.json``, ``progress.json`` (after every step),
-``checkpoints/step_*/``, and at the end ``history.json`` and ``model/`` (``save_pretrained``,
-safetensors).
+A run writes into its folder: ``run_config.json``, ``metrics.jsonl`` and ``progress.json`` (after
+every step), ``checkpoints/step_*/``, and at the end ``history.json`` (the run's identity and
+summary; :func:`.metrics.load_history` adds the per-step records from the log) and ``model/``
+(``save_pretrained``, safetensors).
 
 >>> from stablelm2 import config
 >>> from stablelm2.training import engine
@@ -65,6 +74,7 @@ from ..record import atomic_write_json
 from . import backends
 from . import checkpoint as ckpt
 from . import layout as layout_lib
+from . import metrics as metrics_lib
 
 IGNORE = -100
 
@@ -172,10 +182,26 @@ def evaluate(model: torch.nn.Module, sets: dict[str, list[dict[str, torch.Tensor
 # ------------------------------------------------------------------------------ the loop
 
 
-def _default_loader(cfg: Config, rank: int, world: int, weights: dict[str, float] | None) -> Any:
-    from .. import data
+def _shard_loader(cfg: Config, out: Path, rank: int, world: int, weights: dict[str, float] | None) -> Any:
+    """Chapter 01's rank-local shards of this run (``<run>/shards``): built by rank 0 when the data is
+    local and they are missing, then each rank opens only its own files (collective)."""
+    from ..data import shards
+    from ..data.sources import SourceError
 
-    return data.packed_loader(cfg, "train", rank=rank, world_size=world, weights=weights)
+    where = out / "shards"
+    problem = None
+    if rank == 0:
+        try:
+            if cfg.data.source == "local":
+                shards.build(cfg, cfg.train.steps, where, weights=weights)
+            else:  # Hub data is packed beforehand, on many cores, by its own step
+                shards.read_manifest(where, cfg, weights)
+        except SourceError as exc:
+            problem = str(exc)
+    problem = _broadcast(problem, world)  # the other ranks wait here for the build
+    if problem:
+        raise SourceError(problem)
+    return shards.ShardLoader(cfg, where, rank=rank, world_size=world, weights=weights)
 
 
 def _default_val_sets(cfg: Config) -> dict[str, list[dict[str, torch.Tensor]]]:
@@ -192,19 +218,24 @@ def _default_model(cfg: Config) -> torch.nn.Module:
 
 def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dict[str, float] | None = None,
           stop: Callable[[dict[str, Any]], bool] | None = None, tag: str | None = None,
-          save_model: bool = True, progress: bool = True,
+          save_model: bool = True, progress: bool = True, stop_at: int | None = None,
           model_factory: Callable[[Config], torch.nn.Module] | None = None,
           loader_factory: Callable[..., Any] | None = None,
           val_factory: Callable[[Config], dict[str, list[dict[str, torch.Tensor]]]] | None = None) -> dict[str, Any]:
-    """Train ``cfg`` into ``out_dir``; returns the metrics history (also ``out_dir/history.json``).
+    """Train ``cfg`` into ``out_dir``; returns the run's history: ``out_dir/history.json`` (identity,
+    layout, ``summary``) with the ``steps`` and ``evals`` of ``out_dir/metrics.jsonl``.
 
     Runs in every process of a torchrun launch (or alone). ``resume``: continue from the newest
     checkpoint in ``out_dir`` (refused if it is damaged or from another configuration); with
     ``resume=False`` a folder that already holds checkpoints is refused. ``weights``: mixture
-    weights per sample source for ``data.packed_loader`` (App. A). ``stop``: called with the history
-    after every step; ``True`` ends the run there (App. D trains until a target loss). The factories
+    weights per sample source for the shards (App. A). ``stop``: called with the history
+    after every step (its ``steps`` hold the last :data:`.metrics.RECENT` records); ``True`` ends the
+    run there (App. D trains until a target loss). The factories
     replace the model, the training stream and the validation sets (tests). ``tag`` names what
     ``stop`` does (it becomes part of the run's identity); ``save_model=False`` skips ``model/``.
+    ``stop_at``: end this job after that step with a checkpoint there, leaving the run unfinished
+    (no ``history.json``, no model) for the next job to resume — a SLURM job chain under a time
+    limit; the returned history then has ``paused_at`` and no ``summary``.
     """
     from .. import model as model_lib
 
@@ -214,14 +245,18 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     world_env = int(os.environ.get("WORLD_SIZE", "1"))
     lay = layout_lib.from_config(cfg, n_procs=world_env)
     backend_name = backends.resolve(cfg, device)
-    acc = backends.accelerator(cfg, backend_name, lay.grad_accum, device)
+    log_with = metrics_lib.check_tracker(cfg)
+    acc = backends.accelerator(cfg, backend_name, lay.grad_accum, device, log_with=log_with, project_dir=out)
     rank, world = acc.process_index, acc.num_processes
+    if stop_at is not None and not 1 <= stop_at:
+        raise config_lib.ConfigError(f"stop_at = {stop_at} must be a step ≥ 1")
     main = acc.is_main_process
     ident = run_identity(cfg, world, weights=weights, tag=tag, device=device)
     ck_root = out / "checkpoints"
 
     # -- refuse before writing anything
     found = ckpt.latest(ck_root)
+    log_path = out / metrics_lib.FILE
     problem = None
     if main and found is not None:
         if not resume:
@@ -230,11 +265,15 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         else:
             try:
                 ckpt.verify(found, ident)
-            except ckpt.CheckpointError as exc:
+                metrics_lib.check_resumable(log_path, ckpt.read_trainer_state(found)["metrics"]["log_bytes"])
+            except (ckpt.CheckpointError, metrics_lib.MetricsLogError) as exc:
                 problem = str(exc) + " — nothing was overwritten"
     problem = _broadcast(problem, world)
     if problem:
         raise ckpt.CheckpointError(problem)
+    if stop_at is not None and found is not None and stop_at <= int(found.name.split("_")[1]):
+        raise ckpt.CheckpointError(f"stop_at = {stop_at}, but the run already has a checkpoint at {found.name}; "
+                                   "give a later step, or none to train to the end")
 
     torch.manual_seed(cfg.run.seed + rank)
     net = (model_factory or _default_model)(cfg)
@@ -243,12 +282,19 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     from .. import schedule
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(backend.optimizer, schedule.lr_lambda(cfg))
-    loader = (loader_factory or _default_loader)(cfg, rank, world, weights)
+    if loader_factory is not None:
+        loader = loader_factory(cfg, rank, world, weights)
+    else:
+        loader = _shard_loader(cfg, out, rank, world, weights)
     val_sets = (val_factory or _default_val_sets)(cfg)
+    # in memory: the run's identity, the last RECENT step records (for `stop`) and the evaluations;
+    # everything per step goes to metrics.jsonl, and a checkpoint stores only running sums
     history: dict[str, Any] = {"fingerprint": ckpt.fingerprint(ident), "identity": ident,
                                "layout": lay.to_dict(), "world_size": world, "backend": backend_name,
-                               "device": str(device), "weights": weights, "steps": [], "evals": []}
-    start, tokens = 0, 0
+                               "device": str(device), "weights": weights, "metrics_log": metrics_lib.FILE,
+                               "steps": [], "evals": [], "last_eval": None}
+    totals = metrics_lib.Totals()
+    start, tokens, log_bytes = 0, 0, None
     if found is not None:
         state = ckpt.load(found, ident, verified=True)
         backend.raw.load_state_dict(state.model_state)
@@ -257,11 +303,18 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         scheduler.load_state_dict(ts["scheduler"])
         loader.load_state_dict(ts["loaders"][rank])
         ckpt.set_rng_state(ts["rng"][rank])
-        history = ts["history"]
+        m = ts["metrics"]
+        totals = metrics_lib.Totals(m["totals"])
+        log_bytes = m["log_bytes"]
         start, tokens = state.step, ts["tokens"]
-        history["resumed_from"] = history.get("resumed_from", []) + [state.step]
+        history["resumed_from"] = m["resumed_from"] + [state.step]
+        history["last_eval"] = m["last_eval"]
+    log = None
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        log = metrics_lib.MetricsLog(log_path, resume_at=log_bytes)
+        if log_bytes is not None:
+            history.update(metrics_lib.tail(log_path))
         atomic_write_json(out / "run_config.json", {"config": cfg.to_dict(), "world_size": world,
                                                     "backend": backend_name, "weights": weights,
                                                     "layout": lay.to_dict()})
@@ -273,6 +326,8 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     peak, peak_basis = _broadcast(device_peak_flops(device, cfg, world) if main else None, world)
     flops_tok = model_lib.flops_per_token(cfg)["total"]
     history.update(peak_flops=peak, peak_basis=peak_basis, flops_per_token=flops_tok)
+    metrics_lib.start_tracking(acc, cfg, first_step=start + 1, world_size=world, backend=backend_name,
+                               grad_accum=lay.grad_accum)
     it: Iterator[dict[str, torch.Tensor]] = iter(loader)
     model = backend.model
     model.train()
@@ -306,6 +361,12 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
                "step_s": dt, "tokens_per_s": tps, "mfu": tps * flops_tok / peak,
                "t_end": time.perf_counter() - t_start}
         history["steps"].append(rec)
+        if len(history["steps"]) > 2 * metrics_lib.RECENT:
+            del history["steps"][:-metrics_lib.RECENT]
+        totals.add(rec)
+        if log is not None:
+            log.write("step", rec)
+        acc.log(metrics_lib.step_values(rec), step=step)
         if not math.isfinite(loss):
             raise FloatingPointError(f"step {step}: loss is {loss}; lower schedule.peak_lr or check the data")
         bar.update(1)
@@ -317,17 +378,40 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         if last or (ev_every and step % ev_every == 0):
             ev = {"step": step, "tokens": tokens, **evaluate(model, val_sets, device, rank, world)}
             history["evals"].append(ev)
+            history["last_eval"] = ev
+            if log is not None:
+                log.write("eval", ev)
+            acc.log(metrics_lib.eval_values(ev), step=step)
         if main:
             atomic_write_json(out / "progress.json", {"step": step, "loss": loss, "tokens": tokens})
         ck_every = cfg.train.checkpoint_every
-        if ck_every and step % ck_every == 0 and not last:
-            _save_checkpoint(backend, scheduler, loader, history, step, tokens, ident, ck_root, rank, world)
+        pause = stop_at is not None and step >= stop_at and not last
+        if (ck_every and step % ck_every == 0 and not last) or pause:
+            run_state = {"totals": totals.state(), "resumed_from": history.get("resumed_from", []),
+                         "last_eval": history["last_eval"], "log_bytes": None}
+            if log is not None:
+                log.sync()
+                run_state["log_bytes"] = log.offset
+            _save_checkpoint(backend, scheduler, loader, run_state, step, tokens, ident, ck_root, rank, world)
+        if pause:
+            history["paused_at"] = step
+            break
     bar.close()
-    history["summary"] = _summary(history, step, tokens, time.perf_counter() - t_start)
+    for tracker in acc.trackers:  # flush and close the event files (the process group stays: main() ends it)
+        tracker.finish()
+    if "paused_at" in history:
+        if log is not None:
+            log.close()
+            print(f"[engine] paused after step {step} (checkpoint saved); run again to resume", flush=True)
+        return history
+    history["summary"] = _summary(history, totals, step, tokens, time.perf_counter() - t_start)
     if main:
+        assert log is not None
+        log.close()
         if save_model:
             _save_final(backend.raw, backend.weights(), out)
-        atomic_write_json(out / "history.json", history)
+        atomic_write_json(out / "history.json", {k: v for k, v in history.items() if k not in ("steps", "evals")})
+        history = metrics_lib.load_history(out)
         val = history["summary"]["final_val_loss"]
         print(f"[engine] done: {step} steps, {tokens:,} tokens, final loss {history['summary']['final_loss']:.4f}, "
               + (f"val loss {val:.4f}" if math.isfinite(val) else "no validation set"), flush=True)
@@ -336,20 +420,19 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     return history
 
 
-def _summary(history: dict[str, Any], step: int, tokens: int, wall: float) -> dict[str, Any]:
-    steps = history["steps"]
-    timed = steps[1:] or steps
-    tps = sum(r["tokens_per_s"] for r in timed) / max(len(timed), 1)
-    ev = history["evals"][-1] if history["evals"] else {}
+def _summary(history: dict[str, Any], totals: metrics_lib.Totals, step: int, tokens: int,
+             wall: float) -> dict[str, Any]:
+    tps = totals.tokens_per_s
+    ev = history["last_eval"] or {}
     return {
-        "steps": step, "tokens": tokens, "final_loss": steps[-1]["loss"] if steps else float("nan"),
+        "steps": step, "tokens": tokens, "final_loss": totals.last_loss,
         "final_val_loss": ev.get("val_loss", float("nan")), "final_domains": ev.get("domains", {}),
-        "mean_lr": sum(r["lr"] for r in steps) / max(len(steps), 1),
+        "mean_lr": totals.mean_lr,
         "tokens_per_s": tps, "mfu": tps * history["flops_per_token"] / history["peak_flops"], "wall_s": wall,
     }
 
 
-def _save_checkpoint(backend: Any, scheduler: Any, loader: Any, history: dict[str, Any], step: int, tokens: int,
+def _save_checkpoint(backend: Any, scheduler: Any, loader: Any, run_state: dict[str, Any], step: int, tokens: int,
                      ident: dict[str, Any], root: Path, rank: int, world: int) -> None:
     """Collective: gather shards, loader positions and RNG states; rank 0 writes the checkpoint atomically."""
     main = rank == 0
@@ -363,7 +446,7 @@ def _save_checkpoint(backend: Any, scheduler: Any, loader: Any, history: dict[st
     if main:
         ckpt.save(root, step, model_state=weights, optimizer_state=opt_state,
                   trainer_state={"step": step, "tokens": tokens, "scheduler": scheduler.state_dict(),
-                                 "loaders": loaders, "rng": rngs, "history": history},
+                                 "loaders": loaders, "rng": rngs, "metrics": run_state},
                   identity=ident, extra_files={"deepspeed": Path(ds_tmp)} if ds_tmp else None)
     if world > 1:
         dist.barrier()
@@ -395,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                    help="end this job after STEP with a checkpoint there (the next job resumes)")
     args = ap.parse_args(argv)
     spec = json.loads(args.config.read_text(encoding="utf-8"))
     cfg = config_lib.from_dict(spec["config"])
@@ -405,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     try:
-        train(cfg, args.out, resume=not args.no_resume, weights=spec.get("weights"), progress=not args.no_progress)
+        train(cfg, args.out, resume=not args.no_resume, weights=spec.get("weights"), progress=not args.no_progress,
+              stop_at=args.stop_at)
     except (ckpt.CheckpointError, config_lib.ConfigError, layout_lib.LayoutError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

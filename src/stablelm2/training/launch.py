@@ -7,11 +7,14 @@
   ZeRO-1 JSON (bf16, micro-batch 2, accumulation 2, clipping 1.0, fp32 all-reduce), a multi-node
   accelerate config (64 machines × 8 processes) that points at it, a SLURM batch script for 64
   AWS P4d nodes that runs ``accelerate launch`` on every node, and the run spec the engine reads.
-* :func:`validate_launch_files` loads each file with the tool that consumes it: accelerate's
-  ``load_config_from_file`` and its ``launch`` argument validation, DeepSpeed's ``DeepSpeedConfig``
-  parser (with a stand-in data-parallel world of 512, since no process group exists here) and
-  ``bash -n`` plus a check of every ``#SBATCH`` directive for the SLURM script (``sbatch`` itself
-  is not installed here, so SLURM never parses it).
+  With ``train.gpu = 'cpu'`` the same generator writes them for CPU nodes (torch ZeRO-1 over gloo):
+  ``tests/test_training_launchers.py`` submits such a script, scaled to one node, to a real
+  one-node SLURM (train, checkpoint, resume through a second ``sbatch``) and gives such a JSON to
+  ``deepspeed.initialize`` on two CPU processes.
+* :func:`validate_launch_files` loads each file with the public API of the tool that consumes it:
+  DeepSpeed's ``DeepSpeedConfig`` (told the data-parallel world of 512 through its ``mpu``
+  argument), accelerate's ``load_config_from_file`` and ``launch_command_parser`` (plus checks that
+  the files agree), and ``bash -n`` plus a check of every ``#SBATCH`` directive.
 
 >>> from stablelm2 import config
 >>> from stablelm2.training import backends, launch, layout
@@ -109,7 +112,7 @@ def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
 def spawn(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, float] | None = None,
           resume: bool = True, progress: bool = True,
           echo: bool = True) -> dict[str, Any]:
-    """Run the engine on ``nproc`` local processes to the end; return its ``history.json``."""
+    """Run the engine on ``nproc`` local processes to the end; return its history (:func:`.metrics.load_history`)."""
     proc = start(cfg, out_dir, nproc, weights=weights, resume=resume, progress=progress)
     tail: list[str] = []
     assert proc.stdout is not None
@@ -121,7 +124,9 @@ def spawn(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, fl
     rc = proc.wait()
     if rc != 0:
         raise LaunchError(f"the training run in {out_dir} failed (exit code {rc}): {_failure(tail)}")
-    return json.loads((Path(out_dir) / "history.json").read_text(encoding="utf-8"))
+    from .metrics import load_history
+
+    return load_history(out_dir)
 
 
 def _failure(lines: list[str]) -> str:
@@ -136,14 +141,27 @@ def _failure(lines: list[str]) -> str:
 # ------------------------------------------------------------------------------ cluster files
 
 
+def cluster_backend(cfg: Config) -> str:
+    """The ZeRO-1 engine of the cluster ``cfg`` is written for: DeepSpeed on GPU nodes unless ``train.backend``
+    is ``'torch'``; PyTorch's ``ZeroRedundancyOptimizer`` on CPU nodes (``train.gpu = 'cpu'``), where
+    accelerate would ignore a DeepSpeed plugin."""
+    return "torch" if cfg.train.gpu == "cpu" or cfg.train.backend == "torch" else "deepspeed"
+
+
 def accelerate_config(cfg: Config, deepspeed_file: str) -> dict[str, Any]:
-    """accelerate's multi-node config: ``train.n_nodes`` machines × ``n_procs / n_nodes`` processes, DeepSpeed."""
+    """accelerate's multi-node config: ``train.n_nodes`` machines × ``n_procs / n_nodes`` processes.
+
+    ``distributed_type`` is ``DEEPSPEED`` (pointing at ``deepspeed_file``) for the DeepSpeed backend,
+    else ``MULTI_GPU``: accelerate then starts the processes with torchrun, and the engine's
+    ``Accelerator(cpu=True)`` joins them over gloo on CPU nodes (``use_cpu`` would start one process).
+    """
     t = cfg.train
+    ds = cluster_backend(cfg) == "deepspeed"
     return {
         "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": "DEEPSPEED",
-        "deepspeed_config": {"deepspeed_config_file": deepspeed_file, "deepspeed_multinode_launcher": "standard",
-                             "zero3_init_flag": False},
+        "distributed_type": "DEEPSPEED" if ds else "MULTI_GPU",
+        **({"deepspeed_config": {"deepspeed_config_file": deepspeed_file, "deepspeed_multinode_launcher": "standard",
+                                 "zero3_init_flag": False}} if ds else {}),
         "machine_rank": 0,
         "main_process_ip": "127.0.0.1",
         "main_process_port": 29500,
@@ -162,33 +180,41 @@ def accelerate_config(cfg: Config, deepspeed_file: str) -> dict[str, Any]:
 
 
 def slurm_script(cfg: Config, *, wall_hours: float, accelerate_file: str, spec_file: str) -> str:
-    """A SLURM batch script: ``train.n_nodes`` P4d nodes, one ``accelerate launch`` per node."""
+    """A SLURM batch script: ``train.n_nodes`` nodes, one ``accelerate launch`` per node (``srun``).
+
+    GPU nodes are AWS P4d (EFA networking, ``--gpus-per-node``, whole nodes); ``train.gpu = 'cpu'``
+    writes the same script for CPU nodes (how the tests run it on a one-node SLURM). At submission,
+    ``OUT_DIR`` (default ``run/`` beside the script), ``MAIN_PORT`` (default 29500) and ``STOP_AT``
+    (end this job after that step, with a checkpoint there, so a run longer than the partition's
+    time limit is a chain of jobs; each job resumes from the newest checkpoint) may be exported.
+    """
     t = cfg.train
     per_node = t.n_procs // t.n_nodes
+    gpu = t.gpu != "cpu"
     hours = max(1, int(wall_hours * 1.15 + 0.999))  # 15 % head-room for evaluation, checkpoints and restarts
     days, rem = divmod(hours, 24)
+    what = (f"on {t.n_nodes} AWS P4d nodes ({t.n_procs} × {t.gpu})" if gpu
+            else f"on {t.n_nodes} CPU node(s), {per_node} processes each")
+    nodes = (f"#SBATCH --gpus-per-node={per_node}\n#SBATCH --cpus-per-task=96\n#SBATCH --exclusive\n" if gpu
+             else f"#SBATCH --cpus-per-task={per_node}\n")
+    net = ("# EFA networking on P4d (libfabric provider), as AWS recommends for NCCL.\n"
+           "export FI_PROVIDER=efa\nexport FI_EFA_USE_DEVICE_RDMA=1\nexport NCCL_DEBUG=WARN\n") if gpu else ""
     return f"""#!/bin/bash
-# Stable LM 2 1.6B pre-training on {t.n_nodes} AWS P4d nodes ({t.n_procs} × {t.gpu}), written by stablelm2.
-#SBATCH --job-name=stablelm2-1_6b
+# Stable LM 2 pre-training ({cfg.run.preset} preset) {what}, written by stablelm2.
+#SBATCH --job-name=stablelm2-{cfg.run.preset}
 #SBATCH --nodes={t.n_nodes}
 #SBATCH --ntasks-per-node=1
-#SBATCH --gpus-per-node={per_node}
-#SBATCH --cpus-per-task=96
-#SBATCH --exclusive
-#SBATCH --time={days}-{rem:02d}:00:00
-#SBATCH --output=logs/%x-%j.out
+{nodes}#SBATCH --time={days}-{rem:02d}:00:00
+#SBATCH --output=%x-%j.out
 set -euo pipefail
 cd "${{SLURM_SUBMIT_DIR}}"
-mkdir -p logs
-# EFA networking on P4d (libfabric provider), as AWS recommends for NCCL.
-export FI_PROVIDER=efa
-export FI_EFA_USE_DEVICE_RDMA=1
-export NCCL_DEBUG=WARN
-export MAIN_ADDR="$(scontrol show hostnames "${{SLURM_JOB_NODELIST}}" | head -n 1)"
+{net}export MAIN_ADDR="$(scontrol show hostnames "${{SLURM_JOB_NODELIST}}" | head -n 1)"
+export MAIN_PORT="${{MAIN_PORT:-29500}}"
 export OUT_DIR="${{OUT_DIR:-${{SLURM_SUBMIT_DIR}}/run}}"
+export STOP_AT="${{STOP_AT:-}}"
 srun --kill-on-bad-exit=1 bash -c 'accelerate launch --config_file {accelerate_file} \\
-  --machine_rank "${{SLURM_NODEID}}" --main_process_ip "${{MAIN_ADDR}}" --main_process_port 29500 \\
-  -m {ENGINE_MODULE} --config {spec_file} --out "${{OUT_DIR}}"'
+  --machine_rank "${{SLURM_NODEID}}" --main_process_ip "${{MAIN_ADDR}}" --main_process_port "${{MAIN_PORT}}" \\
+  -m {ENGINE_MODULE} --config {spec_file} --out "${{OUT_DIR}}" ${{STOP_AT:+--stop-at "${{STOP_AT}}"}}'
 """
 
 
@@ -197,7 +223,8 @@ def write_launch_files(cfg: Config, directory: Path | str, *, wall_hours: float)
     d = Path(directory)
     lay = layout_lib.from_config(cfg)
     paths = {k: d / v for k, v in FILES.items()}
-    atomic_write_json(paths["deepspeed"], deepspeed_config(cfg, lay))
+    bf16 = cfg.train.precision == "bf16" and cfg.train.gpu != "cpu"
+    atomic_write_json(paths["deepspeed"], deepspeed_config(cfg, lay, bf16=bf16))
     atomic_write_text(paths["accelerate"], yaml.safe_dump(accelerate_config(cfg, FILES["deepspeed"]), sort_keys=True))
     atomic_write_text(paths["slurm"], slurm_script(cfg, wall_hours=wall_hours, accelerate_file=FILES["accelerate"],
                                                    spec_file=FILES["spec"]))
@@ -208,30 +235,50 @@ def write_launch_files(cfg: Config, directory: Path | str, *, wall_hours: float)
 # ------------------------------------------------------------------------------ validation
 
 
-class _DataParallelWorld:
-    """Stands in for ``deepspeed.comm`` while parsing a cluster's JSON on one machine."""
+class DataParallelUnit:
+    """A model-parallel unit (DeepSpeed's ``mpu`` argument) of pure data parallelism over ``world`` ranks:
+    how a one-process check tells ``DeepSpeedConfig`` the cluster's data-parallel size."""
 
     def __init__(self, world: int):
         self.world = world
 
-    def get_rank(self, *a: Any, **k: Any) -> int:
+    def get_data_parallel_world_size(self) -> int:
+        return self.world
+
+    def get_data_parallel_rank(self) -> int:
         return 0
 
-    def get_world_size(self, *a: Any, **k: Any) -> int:
-        return self.world
+    def get_model_parallel_world_size(self) -> int:
+        return 1
+
+    def get_model_parallel_rank(self) -> int:
+        return 0
 
 
 def validate_deepspeed(path: Path, world_size: int) -> dict[str, Any]:
-    """Parse with DeepSpeed's ``DeepSpeedConfig`` as a ``world_size``-rank job would; return what it resolved."""
-    from unittest import mock
+    """Parse with DeepSpeed's ``DeepSpeedConfig`` as a ``world_size``-rank data-parallel job would.
 
-    import deepspeed.runtime.config as ds_config
+    DeepSpeed reads the data-parallel size from its process group and the ``mpu`` it is given: here
+    a one-rank gloo group (torch's ``TCPStore`` on a free local port; torn down afterwards, unless
+    this process already had a group) and :class:`DataParallelUnit` ``(world_size)``. Raises
+    :class:`LaunchError` with DeepSpeed's words when it refuses the file.
+    """
+    import deepspeed
+    import torch.distributed as dist
+    from deepspeed.runtime.config import DeepSpeedConfig
 
-    with mock.patch.object(ds_config, "dist", _DataParallelWorld(world_size)):
-        try:
-            parsed = ds_config.DeepSpeedConfig(str(path))
-        except (AssertionError, ValueError, KeyError, TypeError) as exc:
-            raise LaunchError(f"DeepSpeed refuses {path}: {exc}") from exc
+    own = not dist.is_initialized()
+    if own:
+        store = dist.TCPStore("127.0.0.1", 0, 1, True)
+        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+        parsed = DeepSpeedConfig(str(path), mpu=DataParallelUnit(world_size))
+    except (AssertionError, ValueError, KeyError, TypeError) as exc:
+        raise LaunchError(f"DeepSpeed refuses {path}: {exc}") from exc
+    finally:
+        if own:
+            dist.destroy_process_group()
     return {"tool": "deepspeed.runtime.config.DeepSpeedConfig", "world_size": parsed.world_size,
             "train_batch_size": parsed.train_batch_size, "micro_batch": parsed.train_micro_batch_size_per_gpu,
             "grad_accum": parsed.gradient_accumulation_steps, "zero_stage": int(parsed.zero_optimization_stage),
@@ -239,12 +286,18 @@ def validate_deepspeed(path: Path, world_size: int) -> dict[str, Any]:
             "communication_data_type": str(parsed.communication_data_type)}
 
 
-def validate_accelerate(path: Path, slurm_path: Path | None = None) -> dict[str, Any]:
-    """Load with accelerate's ``load_config_from_file`` and run ``accelerate launch``'s argument validation."""
-    from accelerate.commands.config.config_args import load_config_from_file
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+def validate_accelerate(path: Path, slurm_path: Path | None = None, cfg: Config | None = None) -> dict[str, Any]:
+    """Load with accelerate's ``load_config_from_file``, parse the SLURM script's ``accelerate launch``
+    arguments with accelerate's own ``launch_command_parser``, and check that they agree with each
+    other (and with ``cfg``'s cluster): process and machine counts, the DeepSpeed file it names.
 
+    Only public accelerate functions are used; ``accelerate launch`` itself runs the scaled-down
+    script under a real SLURM in ``tests/test_training_launchers.py``.
+    """
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+
+    path = Path(path)
     try:
         conf = load_config_from_file(str(path))
     except (TypeError, ValueError, KeyError) as exc:
@@ -253,25 +306,33 @@ def validate_accelerate(path: Path, slurm_path: Path | None = None) -> dict[str,
             "-m", ENGINE_MODULE, "--config", "run_spec.json", "--out", "run"]
     if slurm_path is not None:
         argv = _accelerate_argv(Path(slurm_path).read_text(encoding="utf-8"), path)
-    args = launch_command_parser().parse_args(argv)
-    cwd = os.getcwd()
     try:
-        os.chdir(path.parent)  # the DeepSpeed file is named relative to the config, as on the cluster
-        args, defaults, mp_from_config = _validate_launch_command(args)
-        # what `accelerate launch` does next for DeepSpeed: the environment every rank starts with
-        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
-        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
-        _, env = prepare_deepspeed_cmd_env(args)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise LaunchError(f"accelerate launch refuses {path}: {exc}") from exc
-    finally:
-        os.chdir(cwd)
-    return {"tool": "accelerate load_config_from_file + launch validation",
-            "distributed_type": str(conf.distributed_type), "num_machines": args.num_machines,
-            "num_processes": args.num_processes, "use_deepspeed": bool(args.use_deepspeed),
-            "deepspeed_config_file": args.deepspeed_config_file, "module": args.module,
-            "training_script": args.training_script,
-            "rank_env": {k: v for k, v in env.items() if k.startswith("ACCELERATE_")}}
+        args = launch_command_parser().parse_args(argv)
+    except SystemExit as exc:
+        raise LaunchError(f"accelerate launch refuses the arguments {argv}") from exc
+    problems = []
+    dist_type = str(getattr(conf.distributed_type, "value", conf.distributed_type))
+    ds_file = None
+    if dist_type == "DEEPSPEED":
+        ds_file = (conf.deepspeed_config or {}).get("deepspeed_config_file")
+        if not ds_file or not (path.parent / ds_file).is_file():
+            problems.append(f"deepspeed_config_file {ds_file!r} is not a file beside {path.name}")
+    elif dist_type != "MULTI_GPU":
+        problems.append(f"distributed_type {dist_type} is neither DEEPSPEED nor MULTI_GPU")
+    if conf.num_processes % conf.num_machines:
+        problems.append(f"num_processes {conf.num_processes} is not a multiple of num_machines {conf.num_machines}")
+    if cfg is not None and (conf.num_machines, conf.num_processes) != (cfg.train.n_nodes, cfg.train.n_procs):
+        problems.append(f"{conf.num_machines} machines × {conf.num_processes} processes is not the config's "
+                        f"{cfg.train.n_nodes} × {cfg.train.n_procs}")
+    if not args.module or args.training_script != ENGINE_MODULE:
+        problems.append(f"the launch runs {args.training_script!r}, not `-m {ENGINE_MODULE}`")
+    if problems:
+        raise LaunchError(f"accelerate launch files disagree ({path}): " + "; ".join(problems))
+    return {"tool": "accelerate load_config_from_file + launch_command_parser", "distributed_type": dist_type,
+            "num_machines": conf.num_machines, "num_processes": conf.num_processes,
+            "use_deepspeed": dist_type == "DEEPSPEED", "deepspeed_config_file": ds_file,
+            "module": bool(args.module), "training_script": args.training_script,
+            "machine_rank_from_slurm": args.machine_rank}
 
 
 def _accelerate_argv(script: str, config_path: Path) -> list[str]:
@@ -280,7 +341,8 @@ def _accelerate_argv(script: str, config_path: Path) -> list[str]:
     if not m:
         raise LaunchError("the SLURM script has no `accelerate launch` command")
     text = m.group(1).replace("\\\n", " ")
-    example = {"SLURM_NODEID": "3", "MAIN_ADDR": "10.0.0.1", "OUT_DIR": "run"}
+    text = text.replace('${STOP_AT:+--stop-at "${STOP_AT}"}', "")  # empty unless the submitter exports STOP_AT
+    example = {"SLURM_NODEID": "3", "MAIN_ADDR": "10.0.0.1", "MAIN_PORT": "29500", "OUT_DIR": "run"}
     text = re.sub(r"\$\{(\w+)\}", lambda v: example.get(v.group(1), v.group(0)), text)
     argv = shlex.split(text)
     i = argv.index("--config_file")
@@ -289,19 +351,26 @@ def _accelerate_argv(script: str, config_path: Path) -> list[str]:
 
 
 def validate_slurm(path: Path, cfg: Config) -> dict[str, Any]:
-    """``bash -n`` syntax check plus the ``#SBATCH`` directives against the config's cluster."""
+    """``bash -n`` syntax check plus the ``#SBATCH`` directives against the config's cluster.
+
+    ``sbatch`` parses the script for real in ``tests/test_training_launchers.py``, which submits the
+    same generator's script, scaled to one CPU node, to a one-node SLURM cluster.
+    """
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise LaunchError(f"bash -n refuses {path}: {proc.stderr.strip()}")
     directives = dict(re.findall(r"^#SBATCH --([\w-]+)=(\S+)", path.read_text(encoding="utf-8"), flags=re.M))
-    nodes, gpus = int(directives.get("nodes", 0)), int(directives.get("gpus-per-node", 0))
-    if nodes != cfg.train.n_nodes or nodes * gpus != cfg.train.n_procs:
-        raise LaunchError(f"{path}: --nodes={nodes} × --gpus-per-node={gpus} is not the config's "
-                          f"{cfg.train.n_nodes} nodes × {cfg.train.n_procs // cfg.train.n_nodes} GPUs")
+    nodes = int(directives.get("nodes", 0))
+    per_node = int(directives.get("gpus-per-node" if cfg.train.gpu != "cpu" else "cpus-per-task", 0))
+    if nodes != cfg.train.n_nodes or nodes * per_node != cfg.train.n_procs:
+        unit = "GPUs" if cfg.train.gpu != "cpu" else "processes"
+        raise LaunchError(f"{path}: --nodes={nodes} × {per_node} {unit} per node is not the config's "
+                          f"{cfg.train.n_nodes} nodes × {cfg.train.n_procs // cfg.train.n_nodes} {unit}")
     if not re.fullmatch(r"\d+-\d{2}:\d{2}:\d{2}", directives.get("time", "")):
         raise LaunchError(f"{path}: --time={directives.get('time')!r} is not SLURM's D-HH:MM:SS")
-    return {"tool": "bash -n + #SBATCH directives (sbatch not installed here)", "nodes": nodes,
-            "gpus_per_node": gpus, "time": directives["time"], "sbatch_directives": len(directives)}
+    return {"tool": "bash -n + #SBATCH directives", "nodes": nodes,
+            "gpus_per_node": per_node if cfg.train.gpu != "cpu" else 0, "time": directives["time"],
+            "sbatch_directives": len(directives)}
 
 
 def validate_launch_files(cfg: Config, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -312,7 +381,7 @@ def validate_launch_files(cfg: Config, paths: dict[str, Path]) -> dict[str, dict
         raise LaunchError(f"{paths['spec']} does not rebuild the config it was written from")
     return {
         "deepspeed": validate_deepspeed(paths["deepspeed"], cfg.train.n_procs),
-        "accelerate": validate_accelerate(paths["accelerate"], paths["slurm"]),
+        "accelerate": validate_accelerate(paths["accelerate"], paths["slurm"], cfg),
         "slurm": validate_slurm(paths["slurm"], cfg),
         "spec": {"tool": "stablelm2.config.load (the engine's own reader)", "preset": back.run.preset,
                  "steps": back.train.steps},
