@@ -188,7 +188,11 @@ def _hub(cfg: Config, probe: Probe) -> dict[str, Any]:
         return _row("hub", True, "the mix reads local files; the Hub is not needed", datasets=0)
     got = probe.hub(ids)
     bad = {ds: why for ds, why in got.items() if why}
-    detail = "; ".join(f"{ds}: {why}" for ds, why in sorted(bad.items())) or f"all {len(ids)} datasets readable"
+    by_reason: dict[str, list[str]] = {}
+    for ds, why in sorted(bad.items()):
+        by_reason.setdefault(why, []).append(ds)
+    detail = "; ".join(f"{', '.join(d)}: {why}" if len(d) < 3 else f"{why} ({len(d)} datasets: {', '.join(d)})"
+                       for why, d in by_reason.items()) or f"all {len(ids)} datasets readable"
     return _row("hub", not bad, detail, datasets=len(ids), unreadable=sorted(bad))
 
 
