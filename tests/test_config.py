@@ -198,6 +198,19 @@ def _plan_path(cfg):
     assert plan.build(cfg)["gpu"] == cfg.train.gpu
 
 
+def _tracker_path(cfg):
+    import importlib.util
+
+    from stablelm2.training import metrics
+
+    name = cfg.train.trackers
+    if name != "none" and importlib.util.find_spec(metrics.TRACKER_PACKAGES[name]) is None:
+        with pytest.raises(ConfigError, match=f"needs the '{name}' package"):  # refused before the engine starts
+            metrics.check_tracker(cfg)
+    else:
+        assert metrics.check_tracker(cfg) == (None if name == "none" else name)
+
+
 def _load_only(cfg):
     assert config.describe(cfg)
 
@@ -212,6 +225,7 @@ PATHS = {
     "model.tie_embeddings": ("smoke", _model_path), "model.qkv_bias": ("smoke", _model_path),
     "run.offline": ("smoke", _load_only), "train.launch": ("smoke", _load_only), "eval.launch": ("smoke", _load_only),
     "quant.speed_study_1p6b": ("smoke", _load_only), "carbon.meter": ("smoke", _load_only),
+    "train.trackers": ("smoke", _tracker_path),
 }
 # The values refused, each with what its message must say (everything else must load and run its path).
 REFUSED = {
