@@ -102,7 +102,8 @@ def device_peak_flops(device: torch.device, cfg: Config, world_size: int) -> tup
         from .. import carbon
 
         name = torch.cuda.get_device_name(device)
-        key = "H100-80GB" if "H100" in name else "A100-80GB" if "A100" in name and "80" in name else \
+        # H200: the H100 SXM compute (989 TFLOP/s dense bf16 on both datasheets), more memory
+        key = "H100-80GB" if "H100" in name or "H200" in name else "A100-80GB" if "A100" in name and "80" in name else \
             "A100-40GB" if "A100" in name else cfg.train.gpu
         peak = carbon.gpu_type(key).peak_tflops * 1e12
         return peak * world_size, f"{world_size} × {name} at {peak / 1e12:.0f} TFLOP/s (bf16 dense, datasheet)"
