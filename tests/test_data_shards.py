@@ -105,3 +105,34 @@ def test_a_parallel_build_writes_the_same_shards_and_a_finished_build_is_reused(
     assert again == par
     arr = np.load(tmp_path / "par" / "c00000_m0003.npy")
     assert arr.dtype == np.uint32 and arr.shape == (2, 1, cfg.data.seq_len)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [2, 4])
+def test_real_processes_each_read_only_their_shards_and_together_the_one_process_batch(cfg, built, tmp_path, world):
+    """torchrun with ``world`` processes over gloo: every rank opens only its own files, and the ranks'
+    micro-batches, put together in rank order, are the 1-process batches."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    d, _ = built
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
+    out = tmp_path / "ranks.json"
+    got = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
+                          str(root / "tests" / "shard_worker.py"), str(d), str(out), str(STEPS)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert got.returncode == 0, (got.stdout + got.stderr)[-4000:]
+    ranks = json.loads(out.read_text())
+    one = shards.ShardLoader(cfg, d)
+    per = 8 // world
+    for r in ranks:
+        own = {f"c{c:05d}_m{m:04d}.npy" for c in range(2) for m in range(r["rank"] * per, (r["rank"] + 1) * per)}
+        assert set(r["opened"]) == own
+    for k in range(STEPS):
+        union = torch.tensor([seq for r in ranks for mb in r["ids"][k] for seq in mb])
+        assert torch.equal(union, _step([one])["input_ids"])
