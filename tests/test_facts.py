@@ -50,3 +50,35 @@ def test_table_filters_by_prefix():
     rows = facts.table("carbon.")
     assert rows and all(r["id"].startswith("carbon.") for r in rows)
     assert {"id", "value", "unit", "source", "confidence", "what"} <= set(rows[0])
+
+
+def test_no_non_zero_fact_renders_as_zero():
+    from stablelm2 import shown
+
+    for f in facts.all_facts().values():
+        if isinstance(f.value, (int, float)) and not isinstance(f.value, bool) and f.value != 0:
+            text = shown.fact(f.id)
+            assert float(text.lstrip("~").replace(",", "")) != 0, (f.id, text)
+    assert shown.fact("train.adam_eps") == "1e-08"
+    rows = {r["id"]: r for r in facts.table("train.")}
+    assert rows["train.adam_eps"]["value"] == "1e-08"
+
+
+def test_computed_numbers_are_shown_to_significant_digits_never_zero():
+    from stablelm2 import shown
+
+    assert shown.number(61.323333) == "61.32"
+    assert shown.number(3e-9) == "3e-09" and shown.number(0.0002529) == "2.529e-04"
+    assert shown.number(8_388_608, "tokens") == "8,388,608 tokens" and shown.number(None) == "—"
+    for x in (1e-12, 4.9e-4, 0.00051, 123.45678, 9.99995e5):
+        assert float(shown.number(x).replace(",", "")) != 0
+    df = shown.frame([{"avg": 61.323333, "eps": 1e-8, "name": "x"}], units={"avg": "%"})
+    assert df.iloc[0].tolist() == ["61.32 %", "1e-08", "x"]
+
+
+def test_tolerances_are_complete_and_named():
+    for f in facts.all_facts().values():
+        if f.tolerance is not None:
+            lo, hi = f.tolerance["interval"]
+            assert f.approx and lo <= f.value <= hi and f.tolerance["reason"] and f.tolerance["hedge"], f.id
+    assert facts.get("quant.q4_1_gguf_size").value == 1.07 and facts.get("quant.q5_k_m_gguf_size").value == 1.19

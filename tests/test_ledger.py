@@ -1,31 +1,161 @@
+import inspect
 import json
 
 import pytest
 
+from stablelm2 import facts
 from stablelm2 import ledger as L
-from stablelm2.ledger import Ledger, LedgerError
+from stablelm2.ledger import Interval, Ledger, LedgerError
+
+EMISSIONS = {"energy": "carbon.energy_mwh", "intensity": "carbon.intensity_kg_per_kwh"}
 
 
-def test_derive_within_tolerance_is_rederived_and_cites_the_fact():
-    led = Ledger("00_overview")
-    c = led.derive("x.emissions", "30 MWh × 0.385", fact="carbon.emissions_t", ours=11.55, rel_tol=0.06)
-    assert c.status == L.DERIVED and c.paper == 11 and c.source.startswith("11 ")
-    assert c.rel_delta == pytest.approx(0.05)
+def mul(energy, intensity):
+    return energy * intensity
 
 
-def test_out_of_tolerance_is_a_conflict_with_evidence():
-    led = Ledger("00_overview")
-    c = led.derive("x.emissions", "too strict", fact="carbon.emissions_t", ours=11.55, rel_tol=0.01)
-    assert c.status == L.CONFLICT
-    assert "ours 11.55 vs paper 11" in c.evidence and "+5.0% off" in c.evidence
+# ------------------------------------------------------------------ printed digits and intervals
 
 
-def test_measure_and_finding_statuses():
+@pytest.mark.parametrize("printed, lo, hi", [(11, 10.5, 11.5), ("54.5%", 0.5445, 0.5455), (0.0002529, 2.5285e-4, 2.5295e-4),
+                                             ("92k", 91_500, 92_500), (5.6e22, 5.55e22, 5.65e22), (30, 29.5, 30.5)])
+def test_a_printed_number_means_the_interval_of_its_last_digit(printed, lo, hi):
+    got = facts.printed_interval(printed)
+    assert got == pytest.approx((lo, hi), rel=1e-12)
+
+
+def test_a_hedged_fact_carries_a_named_tolerance_with_its_reason():
+    f = facts.get("quant.speedup")
+    assert f.approx and f.tolerance["hedge"] == "almost" and f.tolerance["reason"]
+    assert f.interval() == (1.5, 2.0)
+
+
+def test_a_hedged_fact_without_a_tolerance_cannot_be_compared(monkeypatch):
+    f = facts.get("carbon.gpu_hours")
+    bare = facts.Fact(**{**f.__dict__, "tolerance": None})
+    monkeypatch.setattr(facts, "get", lambda fid: bare if fid == "carbon.gpu_hours" else f)
+    with pytest.raises(LedgerError, match="hedged .* no named tolerance"):
+        Ledger("09").measure("x", "hours", fact="carbon.gpu_hours", ours=92_000)
+
+
+def test_interval_arithmetic():
+    a, b = Interval(29.5, 30.5), Interval(0.3845, 0.3855)
+    assert (a * b).lo == pytest.approx(11.34275) and (a * b).hi == pytest.approx(11.75775)
+    assert (a - 30) == Interval(-0.5, 0.5)
+    assert (1 / Interval(2, 4)) == Interval(0.25, 0.5)
+    assert (Interval(-1, 2) * Interval(-3, 1)) == Interval(-6, 3)
+    with pytest.raises(LedgerError, match="containing zero"):
+        Interval(1, 2) / Interval(-1, 1)
+
+
+def test_no_call_site_tolerance_in_the_api():
+    for name in ("derive", "measure", "check", "fit", "finding"):
+        params = inspect.signature(getattr(Ledger, name)).parameters
+        assert "rel_tol" not in params and "abs_tol" not in params, name
+
+
+# ------------------------------------------------------------------ derivations
+
+
+def test_interval_verdict_fails_where_a_relative_tolerance_passed():
+    # 30 MWh × 0.385 = 11.55 t was 're-derived' against the printed 11 with rel_tol=0.06
+    c = Ledger("09").derive("x.emissions", "30 MWh × 0.385", fact="carbon.emissions_t", ours=11.55)
+    assert c.kind == L.DERIVATION and c.status == L.CONFLICT
+    assert c.paper_interval == [10.5, 11.5]
+    assert "lies outside the paper's printed 11 tCO2eq ([10.5, 11.5))" in c.evidence
+
+
+def test_conditional_verdict_names_the_condition():
+    c = Ledger("09").derive("x.emissions", "energy × intensity", fact="carbon.emissions_t", inputs=EMISSIONS, formula=mul)
+    assert c.status == L.CONDITIONAL and c.kind == L.DERIVATION
+    assert c.ours == pytest.approx(11.55) and c.ours_interval == pytest.approx([11.34275, 11.75775])
+    assert c.condition == "energy (printed 30 MWh) below 29.87 MWh"  # 11.5 / 0.385 = 29.87
+    assert "consistent only if energy (printed 30 MWh) below 29.87 MWh" in c.evidence
+
+
+def test_a_changed_input_changes_the_verdict_and_its_sentence():
+    led = Ledger("09")
+    before = led.derive("x.e", "e", fact="carbon.emissions_t", inputs=EMISSIONS, formula=mul).evidence
+    after = led.derive("x.e", "e", fact="carbon.emissions_t",
+                       inputs={**EMISSIONS, "energy": 28.0}, formula=mul)
+    assert after.status == L.DERIVED and after.condition is None
+    assert "10.78 tCO2eq (inputs as printed; range [10.77, 10.79]) lies in" in after.evidence
+    assert after.evidence != before
+    far = led.derive("x.e", "e", fact="carbon.emissions_t", inputs={**EMISSIONS, "energy": 40.0}, formula=mul)
+    assert far.status == L.CONFLICT and "does not meet" in far.evidence
+
+
+def test_a_target_that_is_facts_md_arithmetic_makes_a_consistency_check():
+    c = Ledger("09").derive("x.cost", "92k × 3.5", fact="carbon.cost_total_derived",
+                            inputs={"h": "carbon.gpu_hours", "p": "carbon.cost_per_gpu_hour"}, formula=lambda h, p: h * p)
+    assert c.kind == L.CONSISTENCY and c.status == L.CONSISTENT and not c.is_finding
+
+
+def test_check_is_a_consistency_claim():
+    led = Ledger("07")
+    assert led.check("a", "avg", paper=61.32, ours=61.3233).status == L.CONSISTENT
+    c = led.check("b", "avg", paper=61.32, ours=61.34)
+    assert c.kind == L.CONSISTENCY and c.status == L.CONFLICT
+
+
+# ------------------------------------------------------------------ measurements, fits, findings
+
+
+def test_measure_uses_the_hedged_interval():
+    led = Ledger("08")
+    assert led.measure("a", "speed-up", fact="quant.speedup", ours=1.9).status == L.REPRODUCED
+    for ours in (2.59, 2.70):  # once 'reproduced' or 'conflict' from run to run under ± 30 %
+        c = led.measure("b", "speed-up", fact="quant.speedup", ours=ours, setting="another runtime")
+        assert c.status == L.CONFLICT and "'almost' 2 x throughput ([1.5, 2]" in c.evidence
+    assert led.measure("c", "strings", paper="silu", ours="silu").status == L.REPRODUCED
+
+
+def test_a_fit_is_labelled_fit_with_candidates_and_residuals():
+    c = Ledger("04").fit("x.lr", "Eq. 1 at 420k", fact="schedule.lr_at_cooldown_start",
+                         candidates={"A": 2.2e-4, "B": 2.5291e-4, "C": 5.8e-4})
+    assert c.kind == L.FIT and c.status == L.FITTED
+    assert c.fit["n_candidates"] == 3 and c.fit["chosen"] == "B" and c.fit["runner_up"] == "A"
+    assert c.fit["best_residual"] == pytest.approx(1e-8) and c.fit["runner_up_residual"] == pytest.approx(-3.29e-5)
+    assert "best of 3 readings tried: B" in c.evidence
+    miss = Ledger("04").fit("x.lr", "Eq. 1", fact="schedule.lr_at_cooldown_start", candidates={"A": 2.2e-4, "B": 2.6e-4})
+    assert miss.status == L.CONFLICT and "no tried reading reproduces it" in miss.evidence
+
+
+def test_a_tie_is_never_agreement():
     led = Ledger("05")
-    assert led.measure("a", "exact", paper=3, ours=3).status == L.REPRODUCED
-    assert led.finding("b", "cosine beats rsqrt", holds=True, evidence="val 4.1 < 4.3").status == L.REDUCED
-    assert led.finding("c", "cosine beats rsqrt", holds=False, evidence="val 4.4 > 4.3").status == L.CONFLICT
-    assert led.measure("d", "strings", paper="silu", ours="silu").status == L.REPRODUCED
+    c = led.finding("t", "a < b", a=[4.0, 4.0, 4.0], b=[4.0, 4.0, 4.0], expect="a < b")
+    assert c.status == L.INCONCLUSIVE and "a tie is not agreement" in c.evidence
+    one = led.finding("t1", "a < b", a=[4.0], b=[4.0], expect="a < b")
+    assert one.status == L.INCONCLUSIVE and "a tie" in one.evidence
+
+
+def test_one_seed_is_inconclusive_whatever_the_gap():
+    c = Ledger("05").finding("s", "rsqrt ends worse", a=[10.46], b=[10.18], expect="a > b", names=("rsqrt", "cosine"))
+    assert c.status == L.INCONCLUSIVE and c.stats["n_seeds"] == 1 and c.stats["p_value"] is None
+    assert "needs at least 3" in c.evidence
+
+
+def test_a_non_significant_difference_is_inconclusive():
+    c = Ledger("05").finding("n", "a < b", a=[4.0, 4.3, 4.1, 4.2], b=[4.1, 4.2, 4.2, 4.15], expect="a < b")
+    assert c.status == L.INCONCLUSIVE and c.stats["p_value"] > L.ALPHA
+    assert "no significant difference" in c.evidence
+
+
+def test_a_significant_effect_over_seeds_is_reproduced_at_reduced_scale_with_its_statistics():
+    from scipy import stats
+
+    a, b = [4.0, 4.1, 3.9, 4.05], [4.4, 4.45, 4.3, 4.5]
+    c = Ledger("05").finding("y", "a < b", a=a, b=b, expect="a < b", seeds=[1, 2, 3, 4])
+    assert c.status == L.REDUCED and c.kind == L.MEASUREMENT
+    want = stats.ttest_rel(b, a, alternative="greater")
+    assert c.stats["p_value"] == pytest.approx(want.pvalue, rel=1e-6)
+    assert c.stats["effect"] == pytest.approx(0.4, abs=1e-9) and c.stats["ci"][0] > 0
+    assert c.stats["seeds"] == [1, 2, 3, 4] and c.stats["a"] == a
+    opposite = Ledger("05").finding("z", "a > b", a=a, b=b, expect="a > b")
+    assert opposite.status == L.CONFLICT
+
+
+# ------------------------------------------------------------------ recording rules
 
 
 def test_reported_only_and_conflict_need_their_reason():
@@ -33,7 +163,7 @@ def test_reported_only_and_conflict_need_their_reason():
     with pytest.raises(LedgerError, match="needs its reason"):
         led.report_only("a", "MT-Bench", why="", fact="eval.mtbench.stablelm_2_zephyr_1_6b")
     with pytest.raises(LedgerError, match="needs its evidence"):
-        led.conflict("b", "x", evidence=" ")
+        led.conflict("b", "x", evidence=" ", kind=L.CONSISTENCY)
     c = led.report_only("a", "MT-Bench", why="GPT-4 judge is outside this companion",
                         fact="eval.mtbench.stablelm_2_zephyr_1_6b")
     assert c.status == L.REPORTED and c.paper == 5.42
@@ -44,6 +174,14 @@ def test_unknown_paper_value_cannot_be_compared():
         Ledger("09").derive("p", "avg power", fact="carbon.avg_power_w", ours=296)
 
 
+def test_a_fact_is_recorded_once():
+    led = Ledger("09")
+    led.derive("a", "x", fact="carbon.emissions_t", ours=11.0)
+    with pytest.raises(LedgerError, match="already recorded as claim 'a'"):
+        led.derive("b", "y", fact="carbon.emissions_t", ours=11.2)
+    assert "recorded once, as claim a of chapter 09" in led.refer("a", "09", "the emissions")
+
+
 def test_rerecording_replaces_and_notifies():
     calls = []
     led = Ledger("00", on_change=lambda: calls.append(1))
@@ -52,12 +190,37 @@ def test_rerecording_replaces_and_notifies():
     assert len(led.claims) == 1 and led.claims[0].status == L.CONFLICT and len(calls) == 2
 
 
-def test_scoreboard_aggregates_chapters(tmp_path):
-    for ch, statuses in {"00_a": [L.DERIVED, L.CONFLICT], "01_b": [L.REDUCED]}.items():
-        (tmp_path / ch).mkdir()
-        claims = [{"id": f"{ch}.{i}", "chapter": ch, "status": s} for i, s in enumerate(statuses)]
-        (tmp_path / ch / "metrics.json").write_text(json.dumps({"claims": claims}))
+# ------------------------------------------------------------------ the scoreboard
+
+
+def _chapter(tmp_path, name, led):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "metrics.json").write_text(json.dumps({"claims": led.to_list(), "references": led.references}))
+
+
+def test_scoreboard_keeps_consistency_apart_counts_kinds_and_finds_duplicates(tmp_path):
+    a = Ledger("00_a")
+    a.check("00.batch", "batch", fact="train.global_batch_tokens", ours=8_388_608)
+    a.derive("00.em", "emissions", fact="carbon.emissions_t", inputs=EMISSIONS, formula=mul)
+    b = Ledger("05_b")
+    b.finding("05.f", "a < b", a=[1.0], b=[2.0], expect="a < b", fact="schedule.fig4_finding")
+    b.derive("05.em", "emissions again", fact="carbon.emissions_t", ours=11.0)
+    _chapter(tmp_path, "00_a", a)
+    _chapter(tmp_path, "05_b", b)
     board = L.scoreboard(tmp_path)
-    assert len(board["claims"]) == 3
-    assert board["counts"][L.DERIVED] == 1 and board["counts"][L.CONFLICT] == 1 and board["counts"][L.REDUCED] == 1
-    assert board["by_chapter"]["01_b"][L.REDUCED] == 1
+    assert [c["id"] for c in board["consistency"]] == ["00.batch"]
+    assert {c["id"] for c in board["findings"]} == {"00.em", "05.f", "05.em"}
+    assert board["counts_by_kind"][L.DERIVATION][L.CONDITIONAL] == 1
+    assert board["counts_by_kind"][L.MEASUREMENT][L.INCONCLUSIVE] == 1
+    assert board["duplicate_facts"] == {"carbon.emissions_t": ["00.em", "05.em"]}
+
+    path = L.write_scoreboard(tmp_path)
+    data = json.loads(path.read_text())
+    assert path.name == "scoreboard.json" and data["n_consistency"] == 1 and data["n_findings"] == 3
+    rec = {r["id"]: r for r in data["claims"]}
+    em = rec["00.em"]
+    assert {"id", "chapter", "fact", "kind", "status", "paper", "ours", "n_seeds", "test", "evidence"} <= set(em)
+    assert em["paper"]["interval"] == [10.5, 11.5] and em["ours"]["interval"] == pytest.approx([11.34275, 11.75775])
+    assert em["evidence"]["page"] == "00_a.html" and "metrics.json" in em["evidence"]["metrics"]
+    f = rec["05.f"]
+    assert f["n_seeds"] == 1 and f["test"].startswith("one-sided paired t-test")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,39 @@ class Fact:
     section: str
     text: str
     note: str | None = None
+    printed: str | None = None
+    tolerance: dict[str, Any] | None = None
+
+    @property
+    def hedged(self) -> bool:
+        """The source hedges the number ('around', 'almost', '~'): it needs a named tolerance."""
+        return self.approx
+
+    def interval(self) -> tuple[float, float] | None:
+        """The interval the printed value means, as ``(lo, hi)`` (half-open ``[lo, hi)``).
+
+        A printed number means the interval its last digit implies (``11`` → ``(10.5, 11.5)``,
+        ``54.5%`` → ``(0.5445, 0.5455)``). The digits are those of ``printed`` in ``facts.yaml`` when
+        given (``'92k'``, ``'4.19T'``, ``'54.5%'``), else of the value as stored. A hedged fact
+        (``approx: true``) uses its named ``tolerance`` (``{hedge, interval: [lo, hi], reason}``).
+        Returns ``None`` for a value that is not a number (compared by equality).
+
+        Raises :class:`UnknownFact` for an unknown value and :class:`ValueError` for a hedged fact
+        without a named tolerance (add one to ``facts.yaml`` with its reason).
+        """
+        if not self.known:
+            raise UnknownFact(f"fact {self.id!r} has no known value, so no interval")
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            return None
+        if self.tolerance is not None:
+            lo, hi = self.tolerance["interval"]
+            return float(lo), float(hi)
+        if self.approx:
+            raise ValueError(
+                f"fact {self.id!r} is hedged ({self.text!r}) and has no named tolerance; add "
+                "`tolerance: {hedge: ..., interval: [lo, hi], reason: ...}` to it in facts.yaml"
+            )
+        return printed_interval(self.printed if self.printed is not None else self.value)
 
     @property
     def known(self) -> bool:
@@ -52,6 +86,39 @@ class Fact:
             return f"unknown ({', '.join(self.source) or 'no source'})"
         unit = f" {self.unit}" if self.unit else ""
         return f"{'~' if self.approx else ''}{self.value}{unit} ({', '.join(self.source)}, {self.confidence})"
+
+
+_SUFFIX = {"k": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "%": 1e-2}
+
+
+def printed_interval(printed: Any) -> tuple[float, float]:
+    """The half-open interval ``[lo, hi)`` a printed number means: ± half a unit of its last digit.
+
+    ``printed`` is a number or its printed text with an optional scale suffix (k, M, B, G, T, %)::
+
+        >>> printed_interval(11)
+        (10.5, 11.5)
+        >>> printed_interval("54.5%")
+        (0.5445, 0.5455)
+        >>> printed_interval("92k")
+        (91500.0, 92500.0)
+
+    Raises :class:`ValueError` when the text is not a number.
+    """
+    text = str(printed).strip().lstrip("~").replace(",", "")
+    if isinstance(printed, float):
+        text = repr(printed)
+    scale = 1.0
+    if text and text[-1] in _SUFFIX:
+        scale, text = _SUFFIX[text[-1]], text[:-1].strip()
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{printed!r} is not a printed number (digits with an optional k/M/B/G/T/% suffix)") from None
+    exp = d.as_tuple().exponent
+    half = Decimal(5).scaleb(exp - 1)
+    lo, hi = (d - half) * Decimal(repr(scale)), (d + half) * Decimal(repr(scale))
+    return float(lo), float(hi)
 
 
 @lru_cache(maxsize=1)
@@ -81,8 +148,22 @@ def _load() -> tuple[dict[str, Fact], dict[str, dict[str, Any]]]:
             section=str(row.get("section", "")),
             text=str(row.get("text", "")),
             note=row.get("note"),
+            printed=None if row.get("printed") is None else str(row["printed"]),
+            tolerance=_tolerance(fid, row.get("tolerance")),
         )
     return out, sources
+
+
+def _tolerance(fid: str, tol: Any) -> dict[str, Any] | None:
+    if tol is None:
+        return None
+    if not isinstance(tol, dict) or not {"hedge", "interval", "reason"} <= set(tol):
+        raise ValueError(f"{FACTS_FILE}: fact {fid!r}: a tolerance needs `hedge` (the word printed), "
+                         "`interval: [lo, hi]` and `reason`")
+    lo, hi = tol["interval"]
+    if not float(lo) < float(hi):
+        raise ValueError(f"{FACTS_FILE}: fact {fid!r}: tolerance interval [{lo}, {hi}] is empty")
+    return {"hedge": str(tol["hedge"]), "interval": [float(lo), float(hi)], "reason": str(tol["reason"])}
 
 
 def all_facts() -> dict[str, Fact]:
@@ -119,14 +200,16 @@ def value(fact_id: str) -> Any:
 
 
 def table(prefix: str = "") -> list[dict[str, Any]]:
-    """Rows for display: every fact whose id starts with ``prefix``."""
+    """Rows for display: every fact whose id starts with ``prefix``, its value as printed (text)."""
+    from . import shown
+
     rows = []
     for f in _load()[0].values():
         if f.id.startswith(prefix):
             rows.append(
                 {
                     "id": f.id,
-                    "value": f.value if f.known else "unknown",
+                    "value": shown.printed(f.value, f.printed, f.approx),
                     "unit": f.unit or "",
                     "source": ", ".join(f.source),
                     "confidence": f.confidence,

@@ -282,6 +282,7 @@ class Run:
     # -- writing
     def _save(self) -> None:
         self.data["claims"] = self.ledger.to_list()
+        self.data["references"] = list(self.ledger.references)
         atomic_write_json(self.dir / "metrics.json", self.data)
 
     def log(self, **numbers: Any) -> None:
