@@ -75,16 +75,27 @@ def test_mfu_and_gpu_hours(size):
 def test_claims_recorded(size):
     led = ledger.Ledger("03_model")
     model_study.record_claims(led, size)
-    status = {c.id: c.status for c in led.claims}
-    assert status["model.params_hf"] == status["model.ffn_size"] == "re-derived"
+    by = {c.id: c for c in led.claims}
+    status = {k: c.status for k, c in by.items()}
+    assert status["model.ffn_size"] == "re-derived" and status["model.params_hf"] == "reproduced"
     assert status["model.params_card"] == "conflict"
-    assert status["model.hf_config"] == "re-derived"
+    assert "the variants that give the card's 1,644,417,024: per-layer LayerNorms without bias" in by["model.params_card"].evidence
+    assert status["model.hf_config"] == "consistent" and by["model.hf_config"].kind == "consistency"
     assert status["model.neox_norm_bias"] == status["model.neox_attn_bias"] == "conflict"
-    assert status["model.activation_checkpointing"] == "conflict"
-    assert status["model.mfu"] == status["model.mfu_high"] == status["model.micro_batch"] == "re-derived"
-    assert status["model.gpu_hours"] == "conflict"
-    assert status["model.gpu_hours_neox_ckpt"] == "re-derived"
-    assert status["model.train_flops"] == "re-derived"
+    assert by["model.neox_norm_bias"].kind == "consistency"
+    assert status["model.activation_checkpointing"] == "reported only"
+    assert "met by GPT-NeoX's count with checkpointing" in by["model.activation_checkpointing"].evidence
+    assert status["model.mfu_high"] == "consistent" and status["model.micro_batch"] == "re-derived"
+    # owned elsewhere: referenced, not recorded again
+    assert not {"model.mfu", "model.gpu_hours", "model.gpu_hours_neox_ckpt", "model.train_flops"} & set(by)
+    assert {r["claim"] for r in led.references} == {"overview.mfu", "carbon.gpu_hours", "carbon.flops_model"}
+
+
+def test_the_summary_sentence_follows_the_counts(size):
+    text = model_study.summary(size)
+    assert "the layouts tried that give the card's number: per-layer LayerNorms without bias" in text
+    changed = {**size, "variants": {k: v + 1 for k, v in size["variants"].items()}}
+    assert "the layouts tried that give the card's number: none" in model_study.summary(changed)
 
 
 @pytest.mark.notebook
@@ -100,6 +111,6 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert 0 < m["timings"]["fraction_of_peak_smoke"] < 2
     claims = {c["id"]: c for c in m["claims"]}
     assert claims["model.params_card"]["status"] == "conflict"
-    assert "per-layer norms without bias" in claims["model.params_card"]["evidence"]
-    assert claims["model.mfu"]["status"] == "re-derived"
+    assert "per-layer LayerNorms without bias" in claims["model.params_card"]["evidence"]
+    assert claims["model.micro_batch"]["status"] == "re-derived"
     assert {f["name"] for f in m["figures"]} >= {"fig3_rotary_dims", "tab3_memory_per_gpu", "fig_model_cpu_throughput"}

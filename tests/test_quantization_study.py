@@ -46,17 +46,42 @@ def _q(fmt, backend, ppl, kl):
             "top1_agree": 1.0, "tokens": 100}
 
 
-def test_quality_claims():
+def test_quality_claims_name_what_each_file_holds():
     led = Ledger("08_quantization")
     rows = [_q("FP32", "torch", 10.0, 0.0), _q("Q8_0", "gguf", 10.02, 1e-4), _q("Q5_K_M", "gguf", 10.1, 1e-3),
             _q("Q4_0", "gguf", 10.4, 1e-2), _q("Q4_1", "gguf", 10.3, 8e-3)]
     made = {c.id: c for c in claims.quality_claims(led, rows, "pretrained")}
-    assert made["quant.q8_0_ppl.pretrained"].status == "reproduced at reduced scale"
-    assert made["quant.kl_order.pretrained"].status == "reproduced at reduced scale"
-    rows[1] = _q("Q8_0", "gguf", 10.5, 2e-2)
-    made = {c.id: c for c in claims.quality_claims(led, rows, "pretrained")}
-    assert made["quant.q8_0_ppl.pretrained"].status == "conflict"
-    assert "out of order" in made["quant.kl_order.pretrained"].evidence
+    assert made["quant.q8_0_ppl.pretrained"].status == "reported only"
+    kl = made["quant.kl_order.pretrained.Q8_0_Q5_K_M"]
+    assert kl.status == "inconclusive at this scale" and "Q8_0 diverges less from fp32 than Q5_K_M" in kl.what
+    fell = {"Q5_K_M": {"Q5_1": 25, "Q8_0": 5}, "Q8_0": {"Q8_0": 30}}
+    made = {c.id: c for c in claims.quality_claims(Ledger("08"), rows, "pretrained", fell)}
+    kl = made["quant.kl_order.pretrained.Q8_0_Q5_K_M"]
+    assert "than Q5_1 (built as Q5_K_M)" in kl.what and "Q5_K_M's file holds Q5_1 ×25, Q8_0 ×5" in kl.evidence
+
+
+def test_actual_format_reads_the_majority_type():
+    assert claims.actual_format("Q5_K_M", {"Q5_K": 20, "Q6_K": 5, "Q8_0": 5}) == "Q5_K_M"
+    assert claims.actual_format("Q5_K_M", {"Q5_1": 25, "Q8_0": 5}) == "Q5_1 (built as Q5_K_M)"
+    assert claims.actual_format("OV_INT4", None) == "OV_INT4"
+
+
+def test_read_tensor_types_with_ggufs_reader(tmp_path):
+    import numpy as np
+    from gguf import GGUFWriter
+
+    path = tmp_path / "t.gguf"
+    w = GGUFWriter(str(path), "stablelm")
+    w.add_tensor("a.weight", np.zeros((4, 8), dtype=np.float16))
+    w.add_tensor("b.weight", np.zeros((4, 8), dtype=np.float32))
+    w.add_tensor("norm.weight", np.zeros(8, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert claims.read_tensor_types(path) == {"F16": 1, "F32": 1}  # the 1-D norm is not a matrix
+    with pytest.raises(FileNotFoundError, match="build the formats first"):
+        claims.read_tensor_types(tmp_path / "missing.gguf")
 
 
 def test_size_and_speed_claims_against_the_released_files():
@@ -64,10 +89,10 @@ def test_size_and_speed_claims_against_the_released_files():
     sizes = {"FP16_safetensors": 3_289_069_184, "Q4_0": 985_359_232, "Q4_1": 1_075_274_624,
              "OV_INT4": 1_054_000_000, "OV_INT4_bin": 1_052_291_306}
     made = {c.id: c for c in claims.size_claims(led, sizes)}
-    assert made["quant.size_fp16"].status == "reproduced"
-    assert made["quant.size_q4_0"].status == "reproduced" and made["quant.size_q4_0"].paper == 983
-    assert made["quant.size_ov_int4"].status == "reproduced"
-    assert made["quant.size_q4_1"].status == "reported only"
+    assert made["quant.size_fp16"].status == "reproduced"  # 3.289 GB in the printed 3.29's [3.285, 3.295)
+    assert made["quant.size_q4_0"].status == "conflict" and made["quant.size_q4_0"].paper == 983  # 985.4 MB ∉ [982.5, 983.5)
+    assert made["quant.size_ov_int4"].status == "reproduced"  # 1.0523 GB in [1.045, 1.055)
+    assert made["quant.size_q4_1"].status == "conflict" and made["quant.size_q4_1"].paper == 1.07  # 1.0753 ∉ [1.065, 1.075)
 
     def row(fmt, backend, tg, bound):
         return {"format": fmt, "backend": backend, "tg_tok_s": tg, "bound_tok_s": bound, "frac_of_bound": tg / bound,
@@ -76,13 +101,18 @@ def test_size_and_speed_claims_against_the_released_files():
     rows = [row("F16", "gguf", 5.0, 5.2), row("Q4_0", "gguf", 9.5, 19.0), row("OV_FP16", "openvino", 4.0, 5.0),
             row("OV_INT4", "openvino", 12.0, 16.0)]
     made = {c.id: c for c in claims.speed_claims(led, rows, 17e9)}
-    assert made["quant.speedup_gguf"].status == "reproduced" and made["quant.speedup_gguf"].ours == 1.9
-    assert made["quant.speedup_ov"].status == "conflict"  # 3x is not "almost 2x"
+    assert made["quant.speedup_gguf"].status == "reproduced" and made["quant.speedup_gguf"].ours == pytest.approx(1.9)
+    assert made["quant.speedup_ov"].status == "conflict"  # 3x is not "almost 2x" ([1.5, 2])
+    assert made["quant.speedup_ov"].setting == "OpenVINO"
     assert made["quant.tab8"].status == "reported only"
 
 
 def test_framework_claim():
     led = Ledger("08_quantization")
-    gen = [{"format": "Q4_0", "tokens": 3}, {"format": "OV_INT4", "tokens": 3}]
+    gen = [{"format": "Q4_0", "tokens": 3, "ids": [11, 11, 11]}, {"format": "OV_INT4", "tokens": 3, "ids": [11, 11, 11]}]
     c = claims.framework_claim(led, gen, {"Q4_0": "gguf", "OV_INT4": "openvino"})
-    assert c.status == "conflict" and "Apple MLX" in c.evidence
+    assert c.status == "conflict" and "not run: Apple MLX" in c.evidence
+    assert "every generation repeats one token, so the texts cannot show whether the formats agree" in c.evidence
+    gen[1]["ids"] = [5, 6, 7]
+    c = claims.framework_claim(led, gen, {"Q4_0": "gguf", "OV_INT4": "openvino"})
+    assert "2 distinct continuation(s) of 2" in c.evidence

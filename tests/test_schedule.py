@@ -126,6 +126,36 @@ def test_released_checkpoint_check(paper):
     assert schedule.learning_rate(420_000, cfg_T) == pytest.approx(2.529e-4, rel=2e-5)
 
 
+def test_the_released_rate_is_recorded_as_a_fit(paper):
+    from stablelm2.ledger import FIT, FITTED, Ledger
+
+    led = Ledger("04_lr_schedule")
+    check = schedule.check_released(paper)
+    schedule.record_claims(led, paper, check, schedule.compare_kinds(paper))
+    c = next(c for c in led.claims if c.id == "schedule.lr_at_cooldown_start")
+    assert c.kind == FIT and c.fit["n_candidates"] == 72 and c.fit["best"] == pytest.approx(2.5324011687e-4)
+    assert c.status != FITTED  # +0.13 % is outside the four printed digits' [2.5285e-4, 2.5295e-4)
+    assert "ModernBERT's reading" in c.evidence and "2.2015e-04" in c.evidence
+    assert {r["claim"] for r in led.references} >= {"overview.warmup_steps", "overview.cooldown_tokens"}
+
+
+def test_modernbert_reading_of_the_schedule(paper):
+    mb = schedule.modernbert_at(paper, 420_000)
+    assert mb["lr"] == pytest.approx(2.20e-4, abs=0.005e-4) and mb["switch_step"] == 9_720 + 135_000
+    kw = {k: mb[k] for k in ("peak", "floor", "warmup", "total")}
+    sw, eps = mb["switch_step"], 1e-3
+    assert float(schedule.modernbert_lr(sw, **kw)) == pytest.approx((1e-3 + 1e-4) / 2)  # the midpoint at t_c
+    left = (schedule.modernbert_lr(sw, **kw) - schedule.modernbert_lr(sw - eps, **kw)) / eps
+    right = (schedule.modernbert_lr(sw + eps, **kw) - schedule.modernbert_lr(sw, **kw)) / eps
+    assert float(right) == pytest.approx(float(left), rel=1e-4)  # slope continuous at t_c
+    assert float(schedule.modernbert_lr(9_720, **kw)) == pytest.approx(1e-3)
+    assert float(schedule.modernbert_lr(4_860, **kw)) == pytest.approx(5e-4)
+    rows = {r["schedule"]: r for r in schedule.schedule_comparison(paper, schedule.check_released(paper))}
+    assert rows["ModernBERT's CosineInverseSqrtScheduler"]["residual"] == pytest.approx(2.2015e-4 - 2.529e-4, abs=1e-8)
+    with pytest.raises(schedule.ScheduleError, match="must be positive"):
+        schedule.modernbert_lr(1, peak=1e-3, floor=1e-4, warmup=0, total=10)
+
+
 # ------------------------------------------------------------------ bad input
 
 
