@@ -1,3 +1,4 @@
+import json
 import re
 from pathlib import Path
 
@@ -49,9 +50,14 @@ def test_scoreboard_and_figures_are_embedded(built):
     by_chapter = html[html.index('<table id="by-chapter">'):]
     by_chapter = by_chapter[:by_chapter.index("</table>")]
     row = re.search(r"<tr><td>00_ok</td>(.*?)</tr>", by_chapter, re.S).group(1)
-    cells = re.findall(r'<td class="n( ok)?">(\d+)</td>', row)
-    assert [int(n) for _, n in cells] == [0, 0, 1, 0, 0, 1]  # one re-derived claim, total 1
-    assert cells[2][0] == " ok" and not cells[0][0]  # only non-zero counts are coloured
+    cells = re.findall(r'<td class="n( s-derived)?">(\d+)</td>', row)
+    assert [int(n) for _, n in cells] == [0, 0, 1, 0, 0, 0, 0, 0, 0, 1]  # one re-derived claim, total 1
+    assert cells[2][0] == " s-derived" and not cells[0][0]  # only non-zero counts are coloured
+    assert '<table id="legend">' in html and '<td class="s-inconcl">inconclusive at this scale</td>' in html
+    assert '<table id="by-kind">' in html and "<h3 id=\"consistency\">" in html
+    board = json.loads((index.parent.parent / "smoke" / "scoreboard.json").read_text())
+    twice = next(c for c in board["claims"] if c["id"] == "00_ok.twice")
+    assert twice["kind"] == "derivation" and twice["status"] == "re-derived" and twice["evidence"]["page"] == "00_ok.html"
     assert 'src="figures/00_ok/fig9_line.png"' in html
     assert (figures / "fig9_line.png").is_file()
     page = (index.parent / "00_ok.html").read_text()

@@ -22,14 +22,26 @@ from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from .config import PRESETS, ConfigError, build_root
-from .ledger import STATUSES, scoreboard
+from .ledger import STATUSES, scoreboard, write_scoreboard
 from .record import atomic_write_text
 from .runner import read_status
 
 TEMPLATES = Path(__file__).with_name("templates")
 _STATUS_CLASS = {
-    "reproduced": "ok", "reproduced at reduced scale": "ok", "re-derived": "ok",
-    "reported only": "info", "conflict": "bad",
+    "reproduced": "s-repro", "reproduced at reduced scale": "s-reduced", "re-derived": "s-derived",
+    "re-derived under a condition": "s-cond", "fitted": "s-fit", "inconclusive at this scale": "s-inconcl",
+    "consistent": "s-consistent", "reported only": "info", "conflict": "bad",
+}
+_STATUS_MEANING = {
+    "reproduced": "measured here at the paper's scale; our value meets the interval of the paper's printed digits",
+    "reproduced at reduced scale": "our small runs agree in direction, significant over at least 3 seeds",
+    "re-derived": "recomputed from other facts; the value from the printed inputs lies in the paper's interval",
+    "re-derived under a condition": "the intervals meet only if an input lies in part of its printed interval",
+    "fitted": "a free choice (a reading, a convention) made to match; the best candidate meets the interval",
+    "inconclusive at this scale": "fewer than 3 seeds, a tie, or no significant difference: this scale cannot decide",
+    "consistent": "the paper agrees with itself or with the raw files its numbers came from (not a finding)",
+    "reported only": "quoted, not checked here (the reason is given)",
+    "conflict": "the intervals do not meet, or the opposite effect is significant (the evidence is given)",
 }
 
 _INDEX = jinja2.Environment(autoescape=True).from_string(
@@ -43,6 +55,8 @@ th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top
 table.claims{table-layout:fixed}td.n{text-align:right}
 th{background:#f3f3f3}
 .ok{background:#e6f4ea}.bad{background:#fde8e8}.info{background:#eef3fb}.failed{background:#fde8e8}
+.s-repro{background:#b7e1c1}.s-reduced{background:#dff2d8}.s-derived{background:#d6ecf5}.s-cond{background:#fff1c2}
+.s-fit{background:#efe0f7}.s-inconcl{background:#eeeeee}.s-consistent{background:#f5f5ee}
 .figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{width:48%;margin:0}
 .figs img{width:100%;border:1px solid #ddd}
 code{background:#f5f5f5;padding:0 .2em}
@@ -59,21 +73,38 @@ Report</em> (arXiv:2402.17834). Generated from the executed notebooks of this ru
 {% endfor %}</table>
 
 <h2 id="scoreboard">Claim scoreboard</h2>
-<table><tr>{% for s in statuses %}<th>{{ s }}</th>{% endfor %}<th>total</th></tr>
-<tr>{% for s in statuses %}<td class="{{ status_class[s] }}">{{ board.counts.get(s, 0) }}</td>{% endfor %}
-<td>{{ board.claims|length }}</td></tr></table>
+<p>Every claim states its <em>kind</em> (what its evidence is) beside its <em>status</em>. Findings are the
+derivations, measurements and fits; the consistency checks (the paper against itself and its raw sources) are
+listed apart and never counted among them. Machine-readable: <code>build/{{ preset }}/scoreboard.json</code>.</p>
+<table id="legend"><tr><th>status</th><th>meaning</th></tr>
+{% for s in statuses %}<tr><td class="{{ status_class[s] }}">{{ s }}</td><td>{{ status_meaning[s] }}</td></tr>
+{% endfor %}</table>
+<table id="by-kind"><tr><th>kind</th>{% for s in statuses %}<th>{{ s }}</th>{% endfor %}<th>total</th></tr>
+{% for k, counts in board.counts_by_kind.items() %}<tr><td>{{ k }}</td>
+{% for s in statuses %}<td class="n{{ (' ' ~ status_class[s]) if counts.get(s) else '' }}">{{ counts.get(s, 0) }}</td>{% endfor %}
+<td class="n">{{ counts.values()|sum }}</td></tr>
+{% endfor %}</table>
+{% if board.duplicate_facts %}<p class="bad">Facts recorded by more than one claim:
+{% for f, ids in board.duplicate_facts.items() %}<code>{{ f }}</code> ({{ ids|join(', ') }}) {% endfor %}</p>{% endif %}
 <table id="by-chapter"><tr><th>chapter</th>{% for s in statuses %}<th>{{ s }}</th>{% endfor %}<th>total</th></tr>
 {% for ch, counts in board.by_chapter.items() %}<tr><td>{{ ch }}</td>
 {% for s in statuses %}<td class="n{{ (' ' ~ status_class[s]) if counts.get(s) else '' }}">{{ counts.get(s, 0) }}</td>{% endfor %}
 <td class="n">{{ counts.values()|sum }}</td></tr>
 {% endfor %}</table>
-<table class="claims"><colgroup><col style="width:11%"><col style="width:16%"><col style="width:18%">
-<col style="width:10%"><col style="width:10%"><col style="width:10%"><col style="width:25%"></colgroup>
-<tr><th>chapter</th><th>claim</th><th>what</th><th>paper</th><th>ours</th><th>status</th><th>source · evidence</th></tr>
-{% for c in board.claims %}<tr class="{{ status_class[c.status] }}"><td>{{ c.chapter }}</td><td><code>{{ c.id }}</code></td>
-<td>{{ c.what }}</td><td>{{ fmt(c.paper) }}{% if c.paper is not none %} {{ c.unit }}{% endif %}</td><td>{{ fmt(c.ours) }}</td><td>{{ c.status }}</td>
+{% for title, rows, anchor in ((("Findings (" ~ board.findings|length ~ ")"), board.findings, "findings"),
+   (("The paper checks out against its own sources: consistency checks (" ~ board.consistency|length ~ ")"), board.consistency, "consistency")) %}
+<h3 id="{{ anchor }}">{{ title }}</h3>
+<table class="claims"><colgroup><col style="width:10%"><col style="width:14%"><col style="width:17%"><col style="width:8%">
+<col style="width:11%"><col style="width:11%"><col style="width:8%"><col style="width:21%"></colgroup>
+<tr><th>chapter</th><th>claim</th><th>what</th><th>kind</th><th>paper [interval]</th><th>ours [interval]</th><th>status</th><th>source · evidence</th></tr>
+{% for c in rows %}<tr class="{{ status_class[c.status] }}"><td>{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td><td><code>{{ c.id }}</code></td>
+<td>{{ c.what }}</td><td>{{ c.kind }}</td>
+<td>{{ fmt(c.paper) }}{% if c.paper is not none %} {{ c.unit }}{% endif %}{% if c.paper_interval %}<br>[{{ fmt(c.paper_interval[0]) }}, {{ fmt(c.paper_interval[1]) }}]{% endif %}{% if c.tolerance %}<br><em>{{ c.tolerance.hedge }}</em>: {{ c.tolerance.reason }}{% endif %}</td>
+<td>{{ fmt(c.ours) }}{% if c.ours_interval %}<br>[{{ fmt(c.ours_interval[0]) }}, {{ fmt(c.ours_interval[1]) }}]{% endif %}{% if c.stats %}<br>{{ c.stats.n_seeds }} seed(s){% if c.stats.p_value is not none %}, p = {{ fmt(c.stats.p_value) }}{% endif %}{% endif %}</td>
+<td>{{ c.status }}</td>
 <td>{{ c.source }}{% if c.source and c.evidence %} · {% endif %}{{ c.evidence }}</td></tr>
 {% endfor %}</table>
+{% endfor %}
 
 <h2 id="figures">Figures</h2>
 <div class="figs">{% for f in figures %}<figure><a href="{{ f.page }}"><img src="{{ f.src }}" alt="{{ f.name }}"></a>
@@ -157,9 +188,14 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
         chapters.append({**rec, "page": page, "energy_wh": energy_wh})
     bench_file = root / "bench" / "results.json"
     bench = json.loads(bench_file.read_text(encoding="utf-8"))["results"] if bench_file.is_file() else []
+    write_scoreboard(root / preset)
+    board = scoreboard(root / preset)
+    pages = {c["chapter"]: c["page"] for c in chapters}
+    for c in board["claims"]:
+        c["page"] = pages.get(c["chapter"])
     index = _INDEX.render(
-        preset=preset, chapters=chapters, board=scoreboard(root / preset), statuses=STATUSES,
-        status_class=_STATUS_CLASS, figures=figures, bench=bench, fmt=_fmt,
+        preset=preset, chapters=chapters, board=board, statuses=STATUSES, status_class=_STATUS_CLASS,
+        status_meaning=_STATUS_MEANING, figures=figures, bench=bench, fmt=_fmt,
     )
     dest = out_dir / "index.html"
     atomic_write_text(dest, index)
