@@ -79,7 +79,7 @@ def test_a_changed_input_changes_the_verdict_and_its_sentence():
     after = led.derive("x.e", "e", fact="carbon.emissions_t",
                        inputs={**EMISSIONS, "energy": 28.0}, formula=mul)
     assert after.status == L.DERIVED and after.condition is None
-    assert "10.78 tCO2eq (inputs as printed; range [10.77, 10.79]) lies in" in after.evidence
+    assert "10.78 tCO2eq (inputs as printed; range [10.766, 10.794]) lies in" in after.evidence
     assert after.evidence != before
     far = led.derive("x.e", "e", fact="carbon.emissions_t", inputs={**EMISSIONS, "energy": 40.0}, formula=mul)
     assert far.status == L.CONFLICT and "does not meet" in far.evidence

@@ -163,13 +163,16 @@ def _num(x: float) -> float:
 
 
 def _g(x: Any, unit: str = "", digits: int = 4) -> str:
-    if isinstance(x, float):
-        s = f"{x:.{digits}g}"
-    elif isinstance(x, int) and not isinstance(x, bool):
-        s = f"{x:,}"
-    else:
-        s = str(x)
-    return f"{s} {unit}".strip()
+    from .shown import number
+
+    return number(x, unit, sig=digits)
+
+
+def _iv(iv: Interval, close: str = "]") -> str:
+    """An interval with enough digits that its two ends differ: [10.5, 11.5), [1,644,515,327.5, …)."""
+    width, top = iv.hi - iv.lo, max(abs(iv.lo), abs(iv.hi))
+    sig = 4 if width <= 0 or top == 0 else max(4, math.floor(math.log10(top)) - math.floor(math.log10(width)) + 2)
+    return f"[{_g(iv.lo, digits=sig)}, {_g(iv.hi, digits=sig)}{close}"
 
 
 # ------------------------------------------------------------------------------ the claim
@@ -298,8 +301,8 @@ class Ledger:
             return repr(p.value)
         if p.tolerance:
             return (f"the paper's {p.tolerance['hedge']!r} {_g(p.value, p.unit)} "
-                    f"([{_g(p.interval.lo, digits=6)}, {_g(p.interval.hi, digits=6)}], {p.tolerance['reason']})")
-        return f"the paper's printed {_g(p.value, p.unit)} ([{_g(p.interval.lo, digits=6)}, {_g(p.interval.hi, digits=6)}))"
+                    f"({_iv(p.interval)}, {p.tolerance['reason']})")
+        return f"the paper's printed {_g(p.value, p.unit)} ({_iv(p.interval, ')')})"
 
     def _point(self, claim_id: str, what: str, kind: str, ok: str, *, fact: str | None, paper: Any, ours: Any,
                ours_interval: Sequence[float] | None, unit: str, note: str, setting: str | None = None) -> Claim:
@@ -311,7 +314,7 @@ class Ledger:
         else:
             oi = Interval(*ours_interval) if ours_interval is not None else Interval.point(float(ours))
             match = oi.meets(p.interval)
-            ours_w = _g(ours, unit or p.unit) + (f" ([{_g(oi.lo)}, {_g(oi.hi)}])" if ours_interval else "")
+            ours_w = _g(ours, unit or p.unit) + (f" ({_iv(oi)})" if ours_interval else "")
             said = f"ours {ours_w} {'lies in' if match else 'lies outside'} {self._paper_words(p)}"
         evidence = said + (f"; {note}" if note else "")
         return self.record(self._claim(claim_id, what, kind, ok if match else CONFLICT, p, fact, ours=ours,
@@ -399,16 +402,15 @@ class Ledger:
         condition = None
         if value in p.interval:
             status = ok
-            said = f"{_g(value, unit or p.unit)} (inputs as printed; range [{_g(rng.lo)}, {_g(rng.hi)}]) lies in"
+            said = f"{_g(value, unit or p.unit)} (inputs as printed; range {_iv(rng)}) lies in"
         elif rng.meets(p.interval):
             status = CONDITIONAL if kind == DERIVATION else CONSISTENT
             condition = _condition(formula, nominal, ivs, words, units, p.interval, value) or (
-                f"the inputs lie toward the ends of their printed intervals (range [{_g(rng.lo)}, {_g(rng.hi)}])")
-            said = (f"{_g(value, unit or p.unit)} (inputs as printed) lies outside, but the range "
-                    f"[{_g(rng.lo)}, {_g(rng.hi)}] meets")
+                f"the inputs lie toward the ends of their printed intervals (range {_iv(rng)})")
+            said = f"{_g(value, unit or p.unit)} (inputs as printed) lies outside, but the range {_iv(rng)} meets"
         else:
             status = CONFLICT
-            said = f"{_g(value, unit or p.unit)} (range [{_g(rng.lo)}, {_g(rng.hi)}]) does not meet"
+            said = f"{_g(value, unit or p.unit)} (range {_iv(rng)}) does not meet"
         evidence = f"{said} {self._paper_words(p)}"
         if condition:
             evidence += f": consistent only if {condition}"

@@ -24,8 +24,9 @@ def _float(x: float, sig: int) -> str:
         return str(x) if not math.isfinite(x) else "0"
     if x.is_integer() and abs(x) < 1e15:
         return f"{int(x):,}"
-    if 1e-3 <= abs(x) < 1e6:
-        digits = max(sig - 1 - math.floor(math.log10(abs(x))), 0)
+    magnitude = math.floor(math.log10(abs(x)))
+    if 1e-3 <= abs(x) < 1e6 or (1e6 <= abs(x) < 1e15 and sig > magnitude + 1):
+        digits = max(sig - 1 - magnitude, 0)
         s = f"{x:,.{digits}f}"
         s = s.rstrip("0").rstrip(".") if "." in s else s
         return s if float(s.replace(",", "")) != 0 else f"{x:.{sig - 1}e}"
