@@ -291,7 +291,6 @@ def paper_claims(ledger: Ledger, fpts: dict[str, float] | None = None) -> dict[s
     paper = paper_run(fpts["gpt-neox"])
     tokens = paper.tokens
     conv = {r["convention"]: r for r in flop_conventions(fpts, tokens, tflops, hours)}
-    seen = compute_check(fpts["all_params"], v("carbon.flops_tokens_assumed"), tflops, hours)
     why_neox = ("GPT-NeoX logs throughput with 4 passes per step when activation checkpointing is on (public "
                 "config: on; the paper's text: removed)")
     claims = [
