@@ -224,3 +224,8 @@ def test_scoreboard_keeps_consistency_apart_counts_kinds_and_finds_duplicates(tm
     assert em["evidence"]["page"] == "00_a.html" and "metrics.json" in em["evidence"]["metrics"]
     f = rec["05.f"]
     assert f["n_seeds"] == 1 and f["test"].startswith("one-sided paired t-test")
+
+
+def test_the_expectation_names_both_arms():
+    c = Ledger("05").finding("h", "hyb vs hyb2", a=[1.0], b=[2.0], expect="a < b", names=("hyb2", "hyb (Eq. 1)"))
+    assert c.stats["expect"] == "hyb2 < hyb (Eq. 1)" and "whether hyb2 < hyb (Eq. 1)" in c.evidence

@@ -451,7 +451,7 @@ class Ledger:
         test = ("one-sided paired t-test (scipy.stats.ttest_rel)" if paired
                 else "one-sided Welch t-test (scipy.stats.ttest_ind, equal_var=False)")
         stats: dict[str, Any] = {"n_seeds": n, "seeds": seeds, names[0]: a, names[1]: b, "metric": metric,
-                                 "expect": expect.replace("a", names[0], 1).replace("b", names[1], 1),
+                                 "expect": f"{names[0]} {expect[2]} {names[1]}",
                                  "effect": _num(effect), "ci": None, "ci_level": CI_LEVEL, "test": test,
                                  "alpha": alpha, "p_value": None}
         tie = all(x == y for x, y in zip(hi, lo, strict=True)) if paired else (effect == 0)
