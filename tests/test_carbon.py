@@ -237,8 +237,8 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert m["metrics"]["paper_run"]["gpu_hours"] == pytest.approx(92_274.69, abs=1)
     assert m["timings"]["own_n_metered"] == 1 and m["timings"]["own_energy_wh"] == pytest.approx(4.0)
     statuses = {c["id"]: c["status"] for c in m["claims"]}
-    assert len(statuses) == 10 and statuses["carbon.gpu_hours_neox_flops"] == ledger.DERIVED
-    assert statuses["carbon.gpu_hours_model_flops"] == ledger.CONFLICT
+    assert len(statuses) == 8 and statuses["carbon.gpu_hours"] == ledger.FITTED
+    assert statuses["carbon.emissions"] == ledger.CONDITIONAL
     figs = {f["name"] for f in m["figures"]}
     assert figs == {"fig9_footprint_sensitivity", "fig9_own_footprint"}
     assert m["energy"]["energy_kwh"] > 0

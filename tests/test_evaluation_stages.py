@@ -72,7 +72,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert set(m["metrics"]["needle_grid_mean"]) == {"base", "dpo"}
     claims = {c["id"]: c["status"] for c in m["claims"]}
-    assert claims["evaluation.s7_headline.stablelm_2_1_6b"] == "re-derived"
+    assert claims["evaluation.s7_headline.stablelm_2_1_6b"] == "consistent"
     assert "conflict" not in {s for k, s in claims.items() if k.startswith(("evaluation.tab4", "evaluation.s7"))}
     assert {"evaluation.stage_lastword", "evaluation.needle_base_vs_dpo", "evaluation.mtbench.stablelm_2_zephyr_1_6b"} <= set(claims)
     assert {f["name"] for f in m["figures"]} == {"tab5_multilingual_per_language", "fig3_mtbench",

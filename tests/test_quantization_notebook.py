@@ -19,7 +19,11 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert m["metrics"]["tokenizer_parity"]["all_identical"] is True
     assert set(m["metrics"]["generated"]) == set(q)
     claims = {c["id"]: c["status"] for c in m["claims"]}
-    assert claims["quant.gguf_tokenizer"] == "reproduced at reduced scale"
-    assert claims["quant.frameworks"] == "reproduced at reduced scale"
-    assert claims["quant.q8_0_ppl.random"] == "reproduced at reduced scale"
+    assert claims["quant.gguf_tokenizer"] == "reproduced" and claims["quant.frameworks"] == "reproduced"
+    assert claims["quant.q8_0_ppl.random"] == "reported only"
+    assert {s for k, s in claims.items() if k.startswith("quant.kl_order.")} == {"inconclusive at this scale"}
+    types = m["metrics"]["tensor_types"]["random"]
+    assert "Q5_K" not in types["Q5_K_M"]  # the tiny model's widths are not multiples of 256: llama.cpp falls back
+    kl = next(c for c in m["claims"] if c["id"] == "quant.kl_order.random.Q8_0_Q5_K_M")
+    assert "(built as Q5_K_M)" in kl["what"]
     assert [f["name"] for f in m["figures"]] == ["fig8_quality_vs_fp32"]

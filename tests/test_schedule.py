@@ -206,9 +206,12 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert metrics["lr_420k_default"] == pytest.approx(2.6343588660786765e-4, rel=1e-9)
     assert metrics["lr_420k_naive"] == pytest.approx(5.833e-4, rel=1e-3)
     claims = {c["id"]: c for c in m["claims"]}
-    assert claims["schedule.lr_at_cooldown_start"]["status"] == "conflict"
-    assert "72 readings tried" in claims["schedule.lr_at_cooldown_start"]["evidence"]
-    assert claims["schedule.naive_420k"]["status"] == "re-derived"
-    assert claims["schedule.warmup_steps"]["status"] == "re-derived"
+    fit = claims["schedule.lr_at_cooldown_start"]
+    assert fit["kind"] == "fit" and fit["status"] == "conflict" and fit["fit"]["n_candidates"] == 72
+    assert "best of 72 readings tried" in fit["evidence"] and "no tried reading reproduces it" in fit["evidence"]
+    assert claims["schedule.naive_420k"]["status"] == "consistent"
+    assert "schedule.warmup_steps" not in claims  # chapter 00 owns it
     assert claims["schedule.avg_lr_hybrid"]["status"] == "reported only"
-    assert {f["name"] for f in m["figures"]} >= {"fig2_lr_schedule", "fig4_schedulers_avg_lr", "fig_lr420k_readings"}
+    assert metrics["lr_420k_modernbert"] == pytest.approx(2.2015e-4, rel=1e-4)
+    assert {f["name"] for f in m["figures"]} >= {"fig2_lr_schedule", "fig4_schedulers_avg_lr", "fig_lr420k_readings",
+                                                  "fig2_lr_schedule_modernbert"}

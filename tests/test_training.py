@@ -30,13 +30,14 @@ def test_notebook_runs_at_smoke_and_leaves_a_pretrained_model(build_dir, offline
     assert [r["multiple"] for r in met["appD"]] == [1, 2, 3, 4]
     assert set(met["appA"]) == {"control", "code ×4", "no non-English", "non-English ×3"}
     claims = {c["id"]: c for c in m["claims"]}
-    for cid in ("pretraining.global_batch", "pretraining.grad_accum", "pretraining.cooldown_tokens",
-                "pretraining.total_tokens", "pretraining.gpu_hours"):
-        assert claims[cid]["status"] == ledger.DERIVED, claims[cid]
+    assert claims["pretraining.grad_accum"]["status"] == ledger.DERIVED, claims["pretraining.grad_accum"]
+    assert not {"pretraining.global_batch", "pretraining.cooldown_tokens", "pretraining.total_tokens",
+                "pretraining.gpu_hours", "pretraining.mfu_a100"} & set(claims)  # recorded once, by their owners
+    assert {r["claim"] for r in m["references"]} >= {"overview.global_batch", "carbon.gpu_hours", "overview.mfu"}
     for cid in ("pretraining.appB_rsqrt_below_cosine", "pretraining.appD_fewer_iterations_more_tokens",
                 "pretraining.appA_more_code_hurts_english", "pretraining.appA_language_saturates"):
-        assert claims[cid]["status"] in (ledger.REDUCED, ledger.CONFLICT) and claims[cid]["evidence"]
-    assert claims["pretraining.mfu_a100"]["status"] == ledger.REPORTED
+        c = claims[cid]  # one seed per arm: never a finding
+        assert c["status"] == ledger.INCONCLUSIVE and c["stats"]["n_seeds"] == 1 and c["evidence"], c
     assert {f["name"] for f in m["figures"]} == {"fig_pretraining_curves", "fig4_schedule_ablation",
                                                   "fig6_batch_size_ablation", "tab10_mix_ablation"}
     launch_dir = build_dir / "smoke" / T.CHAPTER / "launch"
