@@ -184,7 +184,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     claims = {c["id"]: c["status"] for c in m["claims"]}
     assert claims["tok.n_vocab"] == "reproduced" and claims["tok.vocab_padded"] == "re-derived"
     assert claims["tok.cl100k_shared_ids"] == "re-derived" and claims["tok.vocab_file_mb"] == "reproduced"
-    assert claims["tok.digit_split"] == "reproduced at reduced scale"
+    assert claims["tok.digit_split"] == "reproduced"  # the tokenizer itself, measured: no seeds involved
     assert claims["tok.vs_neox"] == "reported only"
     assert "conflict" not in claims.values()
     assert {f["name"] for f in m["figures"]} == {"fig_tok_digits", "fig_tok_compression"}
