@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from stablelm2.data import treatments as t
@@ -28,11 +30,21 @@ def test_ngram_lm_prefers_fluent_text():
         t.lowest_perplexity([fluent], -1, lm)
 
 
-def test_ngram_probabilities_normalise():
-    lm = t.NGramLM(order=2).fit(["a b a b c", "b c a"])
-    vocab = sorted(lm.vocab - {"<s>"}) + ["<unk-word>"]
-    total = sum(lm._prob(w, ("a",)) for w in vocab)
-    assert total == pytest.approx(1.0, abs=0.05)
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_ngram_probabilities_sum_to_one_exactly(order):
+    texts = ["a b a b c .", "b c a !", "the cat sat on the mat .", "a a a b"]
+    lm = t.NGramLM(order=order).fit(texts)
+    vocab = lm.vocabulary
+    assert t.UNK in vocab and "<s>" not in vocab and "</s>" in vocab
+    contexts = [(), ("a",), ("b",), ("<s>",), ("zebra",), ("a", "b"), ("<s>", "<s>"), ("on", "the"),
+                ("the", "zebra"), ("b", "a", "b")]
+    for ctx in contexts:
+        total = math.fsum(lm.prob(w, ctx) for w in vocab)
+        assert abs(total - 1.0) < 1e-12, (order, ctx, total)
+    # an unseen word is scored as <unk>, and the old (n+|V|)/(n+|V|+1) shortfall is gone
+    assert lm.prob("zebra", ("a",)) == lm.prob(t.UNK, ("a",)) > 0
+    with pytest.raises(t.TreatmentError, match="discount"):
+        t.NGramLM(order=2, discount=1.5)
 
 
 def test_restructure_renders_every_task_deterministically():

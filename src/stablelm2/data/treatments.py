@@ -52,23 +52,46 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+UNK = "<unk>"
+"""The one token every unseen word maps to (``words()`` never yields it: ``<``, ``unk``, ``>`` split)."""
+
+
 class NGramLM:
     """Word n-gram language model with interpolated Kneser–Ney smoothing (discount 0.75).
 
+    A proper distribution over a closed vocabulary: every word of the fitted texts, ``</s>``, and
+    :data:`UNK` (any word not seen in fitting). For every context ``ctx`` (tuple of ``order - 1``
+    words or fewer), ``sum(lm.prob(w, ctx) for w in lm.vocabulary) == 1`` up to floating-point error:
+
+    * unigram (``order ≥ 2``, KN continuation counts with an add-one floor):
+      ``P(w) = (N1+(•w) + 1) / (N_bigram_types + |V|)``; at ``order = 1``: ``(c(w) + 1) / (N + |V|)``;
+    * higher orders: ``P(w | ctx) = max(c(ctx w) − d, 0) / c(ctx) + d · N1+(ctx •) / c(ctx) · P(w | ctx[1:])``,
+      which sums to one because every seen count is ≥ 1 ≥ ``d``.
+
     >>> lm = NGramLM(order=3).fit(["the cat sat on the mat", "the dog sat on the log"])
     >>> lm.perplexity("the cat sat on the log") < lm.perplexity("log the on sat cat the")
+    True
+    >>> abs(sum(lm.prob(w, ("on", "the")) for w in lm.vocabulary) - 1) < 1e-12
     True
     """
 
     def __init__(self, order: int = 3, discount: float = 0.75):
         if order < 1:
             raise TreatmentError(f"order = {order} must be at least 1")
+        if not 0 < discount <= 1:
+            raise TreatmentError(f"discount = {discount} must be in (0, 1] for the model to stay normalised")
         self.order, self.d = order, discount
         self.counts: list[Counter] = [Counter() for _ in range(order + 1)]
         self.context: list[Counter] = [Counter() for _ in range(order + 1)]
         self.followers: list[defaultdict] = [defaultdict(set) for _ in range(order + 1)]
         self.continuation: Counter = Counter()
         self.vocab: set[str] = set()
+        """Every token seen in fitting (``<s>`` included, :data:`UNK` not)."""
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The words the model predicts: seen words and ``</s>`` (not ``<s>``), plus :data:`UNK`; sorted."""
+        return sorted((self.vocab - {"<s>"}) | {UNK})
 
     def fit(self, texts: Iterable[str]) -> NGramLM:
         n = self.order
@@ -85,15 +108,24 @@ class NGramLM:
                     self.counts[k][gram] += 1
                     self.context[k][gram[:-1]] += 1
                     self.followers[k][gram[:-1]].add(gram[-1])
-        self.n_bigram_types = max(1, len(self.counts[2])) if n >= 2 else 1
+        self.n_bigram_types = len(self.counts[2]) if n >= 2 else 0
+        self.n_tokens = sum(self.counts[1].values())
+        self.n_vocab = len(self.vocabulary)
         return self
 
+    def prob(self, word: str, ctx: tuple[str, ...] = ()) -> float:
+        """P(word | ctx); a word outside :attr:`vocabulary` is scored as :data:`UNK`."""
+        if not self.vocab:
+            raise TreatmentError("the n-gram model is empty; call fit() on a reference corpus first")
+        if word not in self.vocab or word == "<s>":
+            word = UNK
+        return self._prob(word, tuple(ctx)[len(ctx) - self.order + 1:] if self.order > 1 else ())
+
     def _prob(self, word: str, ctx: tuple[str, ...]) -> float:
-        if not ctx:  # continuation unigram (KN), with add-one floor for unseen words
+        if not ctx:  # continuation unigram (KN), with an add-one floor over the closed vocabulary
             if self.order >= 2:
-                return (self.continuation[word] + 1) / (self.n_bigram_types + len(self.vocab) + 1)
-            total = sum(self.counts[1].values())
-            return (self.counts[1][(word,)] + 1) / (total + len(self.vocab) + 1)
+                return (self.continuation[word] + 1) / (self.n_bigram_types + self.n_vocab)
+            return (self.counts[1][(word,)] + 1) / (self.n_tokens + self.n_vocab)
         k = len(ctx) + 1
         lower = self._prob(word, ctx[1:])
         c_ctx = self.context[k][ctx]
@@ -109,7 +141,7 @@ class NGramLM:
             raise TreatmentError("the n-gram model is empty; call fit() on a reference corpus first")
         n = self.order
         toks = ["<s>"] * (n - 1) + words(text) + ["</s>"]
-        nll = [-math.log(self._prob(toks[i], tuple(toks[i - n + 1:i]))) for i in range(n - 1, len(toks))]
+        nll = [-math.log(self.prob(toks[i], tuple(toks[i - n + 1:i]))) for i in range(n - 1, len(toks))]
         return math.exp(sum(nll) / len(nll))
 
 
