@@ -1,16 +1,24 @@
-"""Maintainer tool: rebuild the package-derived files of the shipped sample corpus, and its manifest.
+"""Maintainer tool: rebuild the package-derived files of the shipped sample corpus, clean it, and its manifest.
 
 The sample corpus (``stablelm2/data/sample/``) is committed; nothing here runs in the notebooks
-(``tests/test_data_sample_build.py`` checks the manifest it writes and its offline parts). This
-script documents — and re-runs — how the files that come from installed packages were made. It
-needs the Debian packages ``manpages-{de,es,fr,it,nl,pt-br}``, ``debian-handbook`` and the Python
-packages of this project's venv (scipy, sympy, and the standard library)::
+(``tests/test_data_sample_build.py`` checks the manifest it writes and its offline parts; chapter 01
+measures the result with :mod:`.quality`). This script documents — and re-runs — how the files that
+come from installed packages were made. It needs the Debian packages ``manpages-{de,es,fr,it,nl,pt-br}``,
+``debian-handbook`` and the Python packages of this project's venv (scipy, sympy, py3langid)::
 
     apt-get install manpages-de manpages-es manpages-fr manpages-it manpages-nl manpages-pt-br debian-handbook
     python -m stablelm2.data.sample_build            # rewrites sample/*.jsonl + MANIFEST.json
+    python -m stablelm2.data.sample_build --clean    # only cleans the committed files (no Debian packages)
 
-The files written by hand for this project (``wiki_en``, ``math_problems_en``, ``instruct_en``) are not
-touched; :func:`write_manifest` hashes every file, whatever its origin.
+Every build ends with :func:`clean`: language identification (py3langid, see :mod:`.quality` for why)
+of every multilingual document and paragraph — documents not in the file's language are dropped,
+paragraphs in another language removed (the record says so in ``edited``) — and de-duplication
+across and within files (exact, or by the opening 300 characters). Each kept record keeps its
+``origin`` and ``licence``; the manifest's ``cleaning`` block holds the per-file counts and the
+language purity before and after. The build refuses to write a multilingual file below 95 % purity.
+
+The files written by hand for this project (``wiki_en``, ``math_problems_en``, ``instruct_en``) are
+only cleaned; :func:`write_manifest` hashes every file, whatever its origin.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from collections.abc import Iterable, Iterator
 from email.parser import Parser
 from importlib import metadata
 from pathlib import Path
+
+from ..record import atomic_write_text
+from . import quality
 
 SAMPLE_DIR = Path(__file__).with_name("sample")
 BUDGET_CHARS = 160_000
@@ -233,6 +244,90 @@ BUILDERS = {
 }
 
 
+# ------------------------------------------------------------------------------ cleaning
+
+
+def _language_clean(doc: dict, lang: str) -> tuple[dict | None, int, int]:
+    """(cleaned document or None, paragraphs removed, paragraphs in all) for one multilingual document.
+
+    A document whose own language (py3langid on the whole text) is not ``lang`` is dropped; in the
+    others, every paragraph of at least :data:`quality.MIN_LETTERS` letters identified as another
+    language is removed (the untranslated English sections of translated pages). The record keeps its
+    ``origin`` and ``licence``; an ``edited`` field says what was removed.
+    """
+    text = doc["text"]
+    if quality.language(text) != lang:
+        return None, 0, 0
+    paras = quality.paragraphs(text)
+    keep = [p for p in paras if quality._letters(p) < quality.MIN_LETTERS or quality.language(p) == lang]
+    removed = len(paras) - len(keep)
+    if not removed:
+        return doc, 0, len(paras)
+    cleaned = "".join(keep).strip()
+    if len(cleaned) < 200 or quality.language(cleaned) != lang:
+        return None, removed, len(paras)
+    return {**doc, "text": cleaned, "edited": f"{removed} of {len(paras)} paragraphs identified as not '{lang}' "
+            f"removed (py3langid {metadata.version('py3langid')})"}, removed, len(paras)
+
+
+def clean(files: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """The sample made clean: every multilingual file its own language, no document in two places.
+
+    ``files`` maps a sample source (``SAMPLE_SOURCES`` order: English files before the multilingual
+    ones) to its records. Multilingual files are language-cleaned (:func:`_language_clean`); then,
+    across all files in that order, a document equal to an earlier one — exactly or by its first
+    :data:`quality.OPENING_CHARS` normalised characters — is dropped (the first copy stays).
+    Returns the cleaned files and per-file statistics before/after (documents, characters, purity).
+    """
+    from .sample import SAMPLE_SOURCES
+
+    out: dict[str, list[dict]] = {}
+    stats: dict[str, dict] = {}
+    for name, docs in files.items():
+        lang = SAMPLE_SOURCES[name]["language"]
+        st = {"docs_before": len(docs), "chars_before": sum(len(_doc_text(d)) for d in docs)}
+        if docs and lang != quality.CODE and SAMPLE_SOURCES[name]["domain"] != "instruction":
+            st["purity_before"] = round(quality.file_purity([_doc_text(d) for d in docs], lang)["purity"], 4)
+        if SAMPLE_SOURCES[name]["domain"] == "multilingual":
+            kept, removed, dropped = [], 0, 0
+            for d in docs:
+                c, r, _ = _language_clean(d, lang)
+                removed += r
+                dropped += c is None
+                if c is not None:
+                    kept.append(c)
+            st.update(dropped_other_language=dropped, paragraphs_removed=removed)
+            docs = kept
+        out[name] = docs
+        stats[name] = st
+    dups = quality.duplicates({n: [_doc_text(d) for d in docs] for n, docs in out.items()})
+    for name in out:
+        gone = {r["index"]: r["kind"] for r in dups if r["file"] == name}
+        stats[name].update(dropped_duplicate_exact=sum(k == "exact" for k in gone.values()),
+                           dropped_duplicate_opening=sum(k == "opening" for k in gone.values()))
+        out[name] = [d for i, d in enumerate(out[name]) if i not in gone]
+        lang = SAMPLE_SOURCES[name]["language"]
+        stats[name].update(docs_after=len(out[name]), chars_after=sum(len(_doc_text(d)) for d in out[name]))
+        if "purity_before" in stats[name] and out[name]:
+            stats[name]["purity_after"] = round(
+                quality.file_purity([_doc_text(d) for d in out[name]], lang)["purity"], 4)
+    bad = {n: st["purity_after"] for n, st in stats.items()
+           if SAMPLE_SOURCES[n]["domain"] == "multilingual" and st.get("purity_after", 1.0) < quality.PURITY_TARGET}
+    if bad:
+        raise ValueError(f"multilingual file(s) below {quality.PURITY_TARGET:.0%} purity after cleaning: {bad}")
+    return out, stats
+
+
+def _doc_text(doc: dict) -> str:
+    """The text a record's language and duplicates are judged on (task records: their field values)."""
+    if "text" in doc:
+        return doc["text"]
+    return " ".join(str(v) for k, v in doc.items() if k not in ("origin", "licence", "task"))
+
+
+# ------------------------------------------------------------------------------ writing
+
+
 def write_jsonl(path: Path, docs: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -241,14 +336,21 @@ def write_jsonl(path: Path, docs: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def write_manifest(sample_dir: Path = SAMPLE_DIR) -> dict:
-    """Hash every sample file and record its origins and licences (``MANIFEST.json``)."""
+def write_manifest(sample_dir: Path = SAMPLE_DIR, cleaning: dict | None = None) -> dict:
+    """Hash every sample file and record its origins and licences (``MANIFEST.json``).
+
+    ``cleaning`` (per-file statistics of :func:`clean`) is stored under ``"cleaning"``; without it the
+    manifest's existing block is kept, so re-hashing unchanged files rewrites the same manifest.
+    """
     from .sample import SAMPLE_SOURCES
 
+    path = sample_dir / "MANIFEST.json"
+    if cleaning is None and path.is_file():
+        cleaning = json.loads(path.read_text(encoding="utf-8")).get("cleaning")
     files = {}
     for name, meta in SAMPLE_SOURCES.items():
-        path = sample_dir / meta["file"]
-        data = path.read_bytes()
+        fpath = sample_dir / meta["file"]
+        data = fpath.read_bytes()
         docs = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
         files[meta["file"]] = {
             "source": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
@@ -259,19 +361,50 @@ def write_manifest(sample_dir: Path = SAMPLE_DIR) -> dict:
         }
     manifest = {"description": "Sample corpus shipped with stablelm2 (see stablelm2/data/sample.py)",
                 "files": files}
-    (sample_dir / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n",
-                                             encoding="utf-8")
+    if cleaning:
+        manifest["cleaning"] = {"tool": f"stablelm2.data.sample_build.clean, py3langid "
+                                        f"{metadata.version('py3langid')}", **cleaning} \
+            if "tool" not in cleaning else cleaning
+    atomic_write_text(path, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return manifest
 
 
 def build(sample_dir: Path = SAMPLE_DIR) -> None:
+    """Rebuild every package-derived file from its Debian/Python source, clean the whole sample, re-hash."""
+    from .sample import SAMPLE_SOURCES
+
     sample_dir.mkdir(parents=True, exist_ok=True)
-    for name, fn in BUILDERS.items():
-        docs = _take(fn())
-        write_jsonl(sample_dir / f"{name}.jsonl", docs)
-        print(f"{name}: {len(docs)} docs, {sum(len(d['text']) for d in docs):,} chars", flush=True)
-    write_manifest(sample_dir)
+    files = {}
+    for name in SAMPLE_SOURCES:
+        path = sample_dir / SAMPLE_SOURCES[name]["file"]
+        files[name] = _take(BUILDERS[name]()) if name in BUILDERS else _read(path)
+    clean_and_write(files, sample_dir)
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def clean_committed(sample_dir: Path = SAMPLE_DIR) -> dict[str, dict]:
+    """Clean the files as they are (no Debian packages needed): language-clean, de-duplicate, re-hash."""
+    from .sample import SAMPLE_SOURCES
+
+    return clean_and_write({n: _read(sample_dir / m["file"]) for n, m in SAMPLE_SOURCES.items()}, sample_dir)
+
+
+def clean_and_write(files: dict[str, list[dict]], sample_dir: Path) -> dict[str, dict]:
+    from .sample import SAMPLE_SOURCES
+
+    cleaned, stats = clean(files)
+    for name, docs in cleaned.items():
+        write_jsonl(sample_dir / SAMPLE_SOURCES[name]["file"], docs)
+        st = stats[name]
+        print(f"{name}: {st['docs_before']} → {st['docs_after']} docs, {st['chars_before']:,} → "
+              f"{st['chars_after']:,} chars, purity {st.get('purity_before', '-')} → {st.get('purity_after', '-')}",
+              flush=True)
+    write_manifest(sample_dir, {"files": stats})
+    return stats
 
 
 if __name__ == "__main__":
-    build()
+    clean_committed() if "--clean" in sys.argv[1:] else build()
