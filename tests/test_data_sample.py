@@ -38,11 +38,6 @@ def test_domains_and_languages_are_covered():
     assert any(w in de for w in (" und ", " der ", " die "))
 
 
-def test_validation_split_is_stable():
-    assert sample.is_validation("abc", 1.0) and not sample.is_validation("abc", 0.0)
-    assert sample.is_validation("same text", 0.3) == sample.is_validation("same text", 0.3)
-
-
 @pytest.fixture
 def sample_copy(tmp_path, monkeypatch):
     d = tmp_path / "sample"

@@ -3,9 +3,9 @@
 :class:`DocumentStream` opens a source with ``datasets.load_dataset(..., streaming=True)``: a Hub
 dataset at preset ``paper`` (``hub_id``/``config``), a local JSON-lines file at ``smoke``/``cpu``
 (``load_dataset("json", data_files=...)``). Everything after that is shared: the paper's
-treatment (OSCAR filter, perplexity selection, Restruct templates), the train/validation split by
-content hash, the per-epoch document cap, cycling into a new epoch when the source runs out, and a
-cursor ``(epoch, index)`` that :meth:`state` saves and :meth:`restore` resumes exactly (the raw stream
+treatment (OSCAR filter, perplexity selection, Restruct templates), the project's one train/held-out
+split (:mod:`.split`, decided on the raw record before the treatment), the per-epoch document cap
+(training side only), cycling into a new epoch when the source runs out, and a cursor ``(epoch, index)`` that :meth:`state` saves and :meth:`restore` resumes exactly (the raw stream
 is re-opened and ``skip``-ped to the same record).
 
 >>> from stablelm2 import config
@@ -18,12 +18,12 @@ is re-opened and ``skip``-ped to the same record).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
 from . import sample, treatments
+from . import split as split_rule
 from .sources import SourceError, StreamSpec, check_spec
 
 
@@ -51,10 +51,6 @@ def _reference_lm() -> treatments.NGramLM:
     return treatments.NGramLM(order=3).fit(texts)
 
 
-def _hash_fraction(text: str) -> float:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
-
-
 class DocumentStream:
     """The documents of one source and split, epoch after epoch; ``state()``/``restore()`` resume exactly."""
 
@@ -72,22 +68,14 @@ class DocumentStream:
         if spec.hub_id is None:
             self._calibrate_local()
 
-    # -- the split: a document is held out when its content hash falls below the threshold; a small
-    #    local source holds out at least its lowest-hash document, so every source can be validated on
+    # -- the split is the project's one rule (:mod:`.split`): decided on the raw record, before any
+    #    treatment; a local file holds out at least its lowest-hash document
     def _calibrate_local(self) -> None:
-        texts = [t for _, t in self._texts(self._raw(0))]
-        if len(texts) < 2:
-            raise SourceError(f"source {self.spec.name!r} has {len(texts)} document(s); it needs at least 2 "
-                              "(one to train on, one to validate on)")
-        lowest = sorted(_hash_fraction(t) for t in texts)
-        self.threshold = max(self.threshold, lowest[0] + 1e-12)
-        if lowest[1] < self.threshold and lowest[-1] < self.threshold:
-            raise SourceError(f"every document of {self.spec.name!r} fell in the validation split; lower "
-                              "data.val_fraction")
+        self.threshold = split_rule.threshold(self.spec, self.cfg)
 
     def _raw(self, skip: int) -> Iterator[dict[str, Any]]:
         ds = open_dataset(self.spec, self.cfg)
-        if self.cap:
+        if self.cap and self.split == "train":  # the cap bounds training reads; held-out text is never capped
             ds = ds.take(self.cap)
         if skip:
             ds = ds.skip(skip)
@@ -102,8 +90,14 @@ class DocumentStream:
         return str(record[self.spec.text_field])
 
     def _texts(self, raw: Iterator[dict[str, Any]], start: int = 0) -> Iterator[tuple[int, str]]:
-        """(record index, text) after the treatment filters; the split is applied by the caller."""
+        """(record index, text) of this split's records, after the treatment filters.
+
+        The split is decided first, on the raw record (:func:`.split.raw_document`), then the treatment.
+        """
         for i, record in enumerate(raw, start):
+            held = split_rule.hash_fraction(split_rule.raw_document(record, self.spec)) < self.threshold
+            if held != (self.split == "val"):
+                continue
             if self.spec.treatment == "oscar_only" and not treatments.keep_oscar(record):
                 continue
             if self._selected is not None and i not in self._selected:
@@ -129,9 +123,8 @@ class DocumentStream:
                 self._it = self._texts_with_index(self.index)
             for i, text in self._it:
                 self.index = i + 1
-                if (_hash_fraction(text) < self.threshold) == (self.split == "val"):
-                    self._yielded_this_epoch += 1
-                    return text
+                self._yielded_this_epoch += 1
+                return text
             if self._yielded_this_epoch == 0:
                 raise SourceError(f"source {self.spec.name!r} gave no {self.split} documents; check its files "
                                   "and filters")

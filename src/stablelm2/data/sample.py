@@ -104,12 +104,6 @@ def documents(name: str) -> list[dict[str, Any]]:
     return [dict(d) for d in _documents(name)]
 
 
-def is_validation(text: str, val_fraction: float) -> bool:
-    """Stable train/validation split by content hash: the same document always lands on the same side."""
-    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-    return h / 2**64 < val_fraction
-
-
 def table() -> list[dict[str, Any]]:
     """One row per sample file: source, domain, language, documents, size, origins, licences."""
     files = manifest()["files"]

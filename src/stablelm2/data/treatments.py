@@ -180,7 +180,8 @@ def restructure(record: dict[str, Any]) -> str:
     task = record.get("task")
     if task not in TEMPLATES:
         raise TreatmentError(f"record has task {task!r}; Restruct templates exist for: {', '.join(TEMPLATES)}")
-    key = hashlib.sha256(repr(sorted((k, str(v)) for k, v in record.items())).encode()).digest()[0]
+    # None fields are absent fields (a JSON-lines loader fills every column of the file): not in the hash
+    key = hashlib.sha256(repr(sorted((k, str(v)) for k, v in record.items() if v is not None)).encode()).digest()[0]
     template = TEMPLATES[task][key % len(TEMPLATES[task])]
     fields = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in record.items() if v is not None}
     missing = [f for f in re.findall(r"{(\w+)}", template) if f not in fields]

@@ -84,20 +84,18 @@ class TorchEngine:
 def heldout_windows(cfg: Config, *, n_tokens: int, window: int) -> list[list[int]]:
     """Windows of ``window`` token ids (``n_tokens`` in all) from held-out sample documents.
 
-    Documents on the validation side of the content-hash split (``cfg.data.val_fraction``) of every
-    sample source, in a fixed order, each opened by ``<|endoftext|>``, concatenated and cut.
+    The held-out documents of every sample source under the project's one split rule
+    (:mod:`stablelm2.data.split`), in a fixed order, each opened by ``<|endoftext|>``, concatenated and cut.
     """
     from .. import tokenizer
-    from ..data import sample
+    from ..data import sample, split
 
     if window < 2 or n_tokens < window:
         raise ValueError(f"need window ≥ 2 and n_tokens ≥ window (got window={window}, n_tokens={n_tokens})")
     stream: list[int] = []
     for name in sample.SAMPLE_SOURCES:
-        for doc in sample.documents(name):
-            text = doc.get("text", "")
-            if text and sample.is_validation(text, cfg.data.val_fraction):
-                stream += [tokenizer.EOT_ID] + tokenizer.encode(text)
+        for text in split.held_out_texts(cfg, name):
+            stream += [tokenizer.EOT_ID] + tokenizer.encode(text)
     if len(stream) < n_tokens:
         raise ValueError(f"the held-out sample has {len(stream)} tokens, fewer than the {n_tokens} asked for; "
                          "lower quant.ppl_tokens or raise data.val_fraction")
