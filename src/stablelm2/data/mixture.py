@@ -5,8 +5,9 @@ dataset at preset ``paper`` (``hub_id``/``config``), a local JSON-lines file at 
 (``load_dataset("json", data_files=...)``). Everything after that is shared: the paper's
 treatment (OSCAR filter, perplexity selection, Restruct templates), the project's one train/held-out
 split (:mod:`.split`, decided on the raw record before the treatment), the per-epoch document cap
-(training side only), cycling into a new epoch when the source runs out, and a cursor ``(epoch, index)`` that :meth:`state` saves and :meth:`restore` resumes exactly (the raw stream
-is re-opened and ``skip``-ped to the same record).
+(training side only), cycling into a new epoch when the source runs out, and a cursor
+``(epoch, index)`` that :meth:`state` saves and :meth:`restore` resumes exactly (the raw stream is
+re-opened and ``skip``-ped to the same record).
 
 >>> from stablelm2 import config
 >>> from stablelm2.data import mixture, sources
