@@ -15,7 +15,11 @@ with an error naming the file. Where the text came from:
 * ``wiki_en``, ``math_problems_en``, ``instruct_en`` — written for this project (CC0-1.0);
   ``instruct_en`` holds raw task records that Restruct-v1-style templates turn into text.
 
-``sample_build.py`` rebuilds the package-derived files (it needs the Debian packages; tests don't).
+``sample_build.py`` rebuilds the package-derived files (it needs the Debian packages; tests don't) and
+cleans the whole sample: every multilingual file is its own language (py3langid, by characters; see
+:mod:`.quality`) and no document appears twice, within or across files; the manifest's ``cleaning``
+block records what was dropped and the purity before and after. Which documents are held out is
+decided by :mod:`.split`, the project's one split rule.
 
 >>> from stablelm2.data import sample
 >>> docs = sample.documents("wiki_en")
