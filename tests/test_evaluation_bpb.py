@@ -89,6 +89,12 @@ def test_tables_bootstrap_and_paired_differences(wins):
     assert ab["decided"] and ab["lo"] > 0 and ab["p"] == 0
     same = pr[(pr["group"] == "all") & (pr["to"] == "same")].iloc[0]
     assert same["delta_bpb"] == 0 and not same["decided"]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = bpb.plot_deltas(pr)
+    assert len(fig.axes[0].patches) == 2 * len(set(zip(pr["kind"], pr["group"], strict=True)))  # pair × group
+    assert len(bpb.plot(tab).axes[0].patches) == 3 * len(set(tab[tab["kind"].isin(["domain", "all"])]["group"]))
     with pytest.raises(bpb.BPBError, match="not scored"):
         bpb.paired(nats, wins, [("a", "zzz")])
 

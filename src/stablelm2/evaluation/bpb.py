@@ -417,3 +417,27 @@ def plot(tab: pd.DataFrame, *, kind: str = "domain", title: str = "") -> Any:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def plot_deltas(pairs: pd.DataFrame, *, title: str = "") -> Any:
+    """Stage-to-stage differences in held-out bpb per group, with paired 95 % intervals (unigram pairs left out)."""
+    import matplotlib.pyplot as plt
+
+    sub = pairs[pairs["from"] != "unigram"]
+    steps = list(dict.fromkeys(zip(sub["from"], sub["to"], strict=True)))
+    groups = list(dict.fromkeys(zip(sub["kind"], sub["group"], strict=True)))  # "code" is a domain and a language
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(groups) * max(1, len(steps)) + 1.4))
+    y = np.arange(len(groups))
+    h = 0.8 / max(1, len(steps))
+    for j, (a, b) in enumerate(steps):
+        s = sub[(sub["from"] == a) & (sub["to"] == b)].set_index(["kind", "group"]).loc[groups]
+        ax.barh(y + (j - (len(steps) - 1) / 2) * h, s["delta_bpb"], h,
+                xerr=[s["delta_bpb"] - s["lo"], s["hi"] - s["delta_bpb"]], capsize=2, label=f"{a} → {b}")
+    ax.axvline(0, color="k", lw=1)
+    ax.set_yticks(y, [g if k == "all" else f"{k}: {g}" for k, g in groups])
+    ax.invert_yaxis()
+    ax.set_xlabel("change in held-out bits per byte (negative: better)")
+    ax.set_title(title or "Stage to stage: held-out bits per byte (paired 95 % bootstrap)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
