@@ -129,5 +129,6 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert m["max_share_error"] < 0.05
     assert sum(m["domain_split"].values()) == pytest.approx(1, abs=1e-3)
     assert len(m["validation_sources"]) == 15
+    assert m["min_multilingual_purity"] >= 0.95 and m["sample_shared_documents"] == 0  # chapter 01 shows a clean sample
     claims = {c["id"]: c["status"] for c in record.read("smoke", "01_data_mix", root=build_dir)["claims"]}
     assert claims["data.tab1_sampling_weights"] == "reported only" and "data.two_epoch_total" not in claims

@@ -76,4 +76,13 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert "conflict" not in {s for k, s in claims.items() if k.startswith(("evaluation.tab4", "evaluation.s7"))}
     assert {"evaluation.stage_lastword", "evaluation.needle_base_vs_dpo", "evaluation.mtbench.stablelm_2_zephyr_1_6b"} <= set(claims)
     assert {f["name"] for f in m["figures"]} == {"tab5_multilingual_per_language", "fig3_mtbench",
-                                                "tab4_stage_comparison", "fig5_needle_haystack"}
+                                                "tab4_stage_comparison", "fig5_needle_haystack",
+                                                "fig_bpb_stages_domain", "fig_bpb_stages_language",
+                                                "fig_bpb_stage_deltas"}
+    # bits per byte: every stage and the unigram floor, and every accuracy judged against chance
+    assert set(m["metrics"]["bpb_all"]) == {"base", "sft", "dpo", "unigram"}
+    assert all(0 < v < 20 for v in m["metrics"]["bpb_all"].values())
+    assert set(m["metrics"]["bpb_deltas"]) == {"base->sft", "sft->dpo", "unigram->base", "unigram->sft",
+                                               "unigram->dpo"}
+    assert all(v.startswith(("undecidable", "above", "below", "no chance"))
+               for v in m["metrics"]["accuracy_verdicts"].values())
