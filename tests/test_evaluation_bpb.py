@@ -113,10 +113,13 @@ def test_accuracy_verdicts_mark_chance_level_results_undecidable():
 
 
 def test_task_logliks_score_the_gold_answers(cfg):
+    import torch
+
+    before = torch.get_num_threads()
     df = bpb.task_logliks(tiny_checkpoint(), cfg, limit=3)
+    assert torch.get_num_threads() == before  # the one-thread scoring restores the caller's setting
     assert list(df.groupby("task").size()) == [3, 3]
     assert (df["nll"] > 0).all() and (df["tokens"] >= 1).all()
-    import torch
     from transformers import AutoModelForCausalLM
 
     lm = AutoModelForCausalLM.from_pretrained(str(tiny_checkpoint()), dtype=torch.float32).eval()
