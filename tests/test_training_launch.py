@@ -34,7 +34,12 @@ def test_paper_plan_claims_are_re_derived():
     p = plan.build(config.load("paper"))
     got = {c.id: c for c in plan.claims(led, p)}
     assert {c.status for c in got.values()} == {DERIVED}
-    assert got["pretraining.global_batch"].ours == 8_388_608 and got["pretraining.grad_accum"].ours == 2
+    assert got["pretraining.grad_accum"].ours == 2
+    # facts another chapter owns are referenced, never recorded again here
+    assert not {"pretraining.global_batch", "overview.global_batch", "carbon.gpu_hours"} & set(got)
+    assert {r["claim"]: r["chapter"] for r in led.references} == {
+        "overview.global_batch": "00_overview", "overview.cooldown_tokens": "00_overview",
+        "overview.two_epochs": "00_overview", "carbon.gpu_hours": "09_carbon"}
     with pytest.raises(ValueError, match="paper preset"):
         plan.claims(led, {**p, "preset": "cpu"})
 
