@@ -1,5 +1,7 @@
 """Notebook hygiene: stored without outputs or execution counts, with a `parameters` cell declaring
-`preset` whose every assignment papermill can parse, and a kernelspec that papermill can start. Exit 1 with one line per problem."""
+`preset` whose every assignment papermill can parse, a kernelspec that papermill can start, and
+upstream chapters (metadata `stablelm2.upstream`, read by the incremental runner) that are earlier
+chapters. Exit 1 with one line per problem."""
 
 from __future__ import annotations
 
@@ -54,6 +56,11 @@ def problems(nb_dir: Path = ROOT / "notebooks") -> list[str]:
                 out.append(f"{name}: cell {i} has stored outputs (clear them before committing)")
             if cell.get("execution_count") is not None:
                 out.append(f"{name}: cell {i} has an execution count (clear outputs before committing)")
+        upstream = (nb.metadata.get("stablelm2") or {}).get("upstream", [])
+        earlier = sorted(p.stem for p in paths if p.stem < path.stem)
+        if upstream != "*" and (not isinstance(upstream, list) or any(u not in earlier for u in upstream)):
+            out.append(f"{name}: metadata stablelm2.upstream must be \"*\" or a list of earlier chapters "
+                       f"({', '.join(earlier) or 'none'}), not {upstream!r}")
         if nb.metadata.get("kernelspec", {}).get("name") != "python3":
             out.append(f"{name}: kernelspec name must be 'python3' (the kernel of the venv running it)")
     return out
