@@ -1,5 +1,6 @@
 import json
 
+import nbformat
 import pytest
 
 from stablelm2 import record, runner
@@ -76,3 +77,67 @@ def test_chapter_list_of_the_repository_is_ordered():
     assert names[0] == "00_overview" and names == sorted(names)
     assert runner.resolve(["overview"]) == ["00_overview"]
     json.dumps(names)
+
+
+# ------------------------------------------------------------------ -p parsed as papermill parses it
+
+
+PAPERMILL_INPUTS = ["010", "7", "-3", " 5 ", "1_000", "0x10", "1e-3", "1.50", "nan", "-inf", "True", "true",
+                    "False", "None", "none", "[1, 2]", "{'a': 1}", "'x'", "", "seed", "2026-11-30", "1/2", "٣"]
+
+
+def test_p_values_are_read_as_papermill_reads_them():
+    from papermill.cli import _resolve_type  # papermill's own reading of `-p NAME VALUE`
+
+    for raw in PAPERMILL_INPUTS:
+        ours, theirs = runner.parse_value(raw), _resolve_type(raw)
+        assert type(ours) is type(theirs), raw
+        assert ours == theirs or (ours != ours and theirs != theirs), raw  # nan == nan
+    assert runner.parse_parameters(["seed=010", "what=a=b", " n =1e3"]) == {"seed": 10, "what": "a=b", "n": 1000.0}
+
+
+def test_p_refuses_runner_owned_and_malformed_parameters(tmp_path, capsys, monkeypatch):
+    with pytest.raises(RunnerError, match="use --preset smoke instead of -p preset=smoke"):
+        runner.parse_parameters(["preset=smoke"])
+    with pytest.raises(RunnerError, match="not of the form name=value"):
+        runner.parse_parameters(["seed"])
+    with pytest.raises(RunnerError, match="not a Python identifier"):
+        runner.parse_parameters(["1seed=3"])
+    nb_dir = nbfixtures.chapters(tmp_path / "notebooks")
+    with pytest.raises(RunnerError, match="`preset` is set by the runner"):
+        runner.run(["00"], "smoke", {"preset": "cpu"}, nb_dir=nb_dir, root=tmp_path / "build", progress=False)
+    monkeypatch.setenv("STABLELM2_BUILD_DIR", str(tmp_path / "build"))
+    assert main(["run", "00", "--preset", "smoke", "-p", "preset=cpu"]) == 2
+    assert "use --preset cpu" in capsys.readouterr().err
+    assert not (tmp_path / "build").exists()
+
+
+# ------------------------------------------------------------------ timeouts and dead kernels
+
+
+def test_timeout_and_dead_kernel_are_recorded_with_their_cell_and_the_others_kept(tmp_path):
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    nbfixtures.write(nb_dir / "00_hangs.ipynb", 'preset = "cpu"', "x = 1", "import time\ntime.sleep(120)", "y = 2")
+    nbfixtures.write(nb_dir / "01_dies.ipynb", 'preset = "cpu"', "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    nbfixtures.write(nb_dir / "02_fine.ipynb", 'preset = "cpu"', "z = 3")
+    root = tmp_path / "build"
+    results = runner.run(None, "smoke", nb_dir=nb_dir, root=root, progress=False, timeout_s=3)
+    hang, die, fine = results
+    assert hang["status"] == "failed" and hang["error"].startswith("CellTimeoutError") and hang["cell_timeout_s"] == 3
+    assert die["status"] == "failed" and die["error"].startswith("DeadKernelError")
+    assert fine["status"] == "finished"
+    for rec, source in ((hang, "import time"), (die, "import os, signal")):
+        nb = nbformat.read(str(root / rec["output"]), as_version=4)
+        assert rec["cell_source"] == source and nb.cells[rec["cell"]].source.startswith(source)
+        assert "stopped in cell" in nb.cells[0].source and rec["error"].split(":")[0] in nb.cells[0].source
+    status = runner.read_status("smoke", root)
+    assert status["02_fine"]["status"] == "finished" and status["00_hangs"]["cell"] == hang["cell"]
+    with pytest.raises(RunnerError, match="positive number of seconds"):
+        runner.run(None, "smoke", nb_dir=nb_dir, root=root, progress=False, timeout_s=0)
+
+
+def test_every_preset_has_a_cell_timeout():
+    from stablelm2.config import PRESETS
+
+    assert set(runner.CELL_TIMEOUT_S) == set(PRESETS) and all(v > 0 for v in runner.CELL_TIMEOUT_S.values())

@@ -1,9 +1,14 @@
 """Command line: ``python -m stablelm2 {run,report,bench,list}``.
 
-    python -m stablelm2 run [CHAPTER ...] --preset cpu [-p key=value ...]
+    python -m stablelm2 run [CHAPTER ...] --preset cpu [-p key=value ...] [--force] [--cell-timeout S]
     python -m stablelm2 report --preset cpu [--figures figures]
     python -m stablelm2 bench [NAME ...]
     python -m stablelm2 list
+
+``run`` executes only the chapters whose inputs changed since their last finished run (see
+``stablelm2.fingerprint``); ``--force`` executes them all. ``-p name=value`` values are read as
+papermill's own ``-p name value`` reads them (``True``/``False``/``None``, then int, then float,
+else text: ``-p seed=010`` is 10); ``preset`` is set with ``--preset``, never with ``-p``.
 """
 
 from __future__ import annotations
@@ -12,20 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from . import bench, report, runner
 from .config import PRESETS, ConfigError
-
-
-def _parse_params(items: list[str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"parameter {item!r} is not of the form key=value (e.g. -p seed=7)")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="execute chapter notebooks with papermill")
     r.add_argument("chapters", nargs="*", help="chapter names or numbers (default: all)")
     r.add_argument("--preset", default="cpu", choices=PRESETS)
-    r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a notebook parameter, value read as papermill's -p reads it")
+    r.add_argument("--force", action="store_true", help="execute even the chapters whose inputs did not change")
+    r.add_argument("--cell-timeout", type=int, default=None, metavar="S",
+                   help="seconds one cell may run (default per preset: "
+                        + ", ".join(f"{k} {v}" for k, v in runner.CELL_TIMEOUT_S.items()) + ")")
     rep = sub.add_parser("report", help="render executed notebooks and the index page")
     rep.add_argument("--preset", default="cpu", choices=PRESETS)
     rep.add_argument("--figures", type=Path, default=None, help="also copy the figures here")
@@ -46,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
-            results = runner.run(args.chapters, args.preset, _parse_params(args.param))
+            results = runner.run(args.chapters, args.preset, runner.parse_parameters(args.param),
+                                 force=args.force, timeout_s=args.cell_timeout)
             failed = [r["chapter"] for r in results if r["status"] != "finished"]
             if failed:
                 print(f"failed chapters: {', '.join(failed)}", file=sys.stderr)

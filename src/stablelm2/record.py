@@ -30,6 +30,7 @@ import platform
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -167,10 +168,42 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+def lock_state() -> dict[str, Any]:
+    """The lock file the environment was built from (``make`` copies it into the venv) and its sha256.
+
+    ``matches_repository``: whether the repository's lock of the same name is still that file
+    (``False``: the lock changed since the venv was built; rebuild it with ``make venv``).
+    """
+    installed = Path(sys.prefix) / "installed.lock"
+    if not installed.is_file():
+        repo_lock = repo_root() / "requirements.lock"
+        return {"file": None, "sha256": None, "matches_repository": None,
+                "note": "this environment was not built from a lock (make venv builds it from "
+                        f"{repo_lock.name})"}
+    digest = sha256_file(installed)
+    first = installed.read_text(encoding="utf-8").splitlines()[:3]
+    name = "requirements-cuda.lock" if any("VARIANT=cuda" in line for line in first) else "requirements.lock"
+    repo_lock = repo_root() / name
+    return {"file": name, "sha256": digest,
+            "matches_repository": repo_lock.is_file() and sha256_file(repo_lock) == digest}
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as a page shows it: relative to the repository (``build/cpu/04_lr_schedule/metrics.json``),
+    or under ``$STABLELM2_BUILD_DIR`` when the build folder lies elsewhere; never the machine's absolute path."""
+    path = Path(path).resolve()
+    for base, label in ((repo_root().resolve(), None), (build_root().resolve(), "$STABLELM2_BUILD_DIR")):
+        if path.is_relative_to(base):
+            rel = path.relative_to(base).as_posix()
+            return rel if label is None else f"{label}/{rel}"
+    return path.name
+
+
 def provenance(cfg: Config) -> dict[str, Any]:
     return {
         "git": git_state(),
         "python": platform.python_version(),
+        "lock": lock_state(),
         "packages": package_versions(),
         "hardware": hardware(),
         "preset": cfg.run.preset,
@@ -331,13 +364,17 @@ class Run:
         hw = p["hardware"]
         pk = p["packages"]
         gpu = ", ".join(hw.get("gpu") or []) or "none"
+        lock = p.get("lock") or {}
+        lock_text = (f"lock `{lock['file']}` sha256 `{lock['sha256'][:12]}`"
+                     + ("" if lock.get("matches_repository") else " (differs from the repository's: rebuild the venv)")
+                     if lock.get("sha256") else "no lock (venv not built by make)")
         return (
             f"**Run record — {self.chapter}** · preset `{p['preset']}` · seed `{p['seed']}` · "
             f"{'offline' if p['offline'] else 'online (Hub allowed)'} · {p['time_utc']}  \n"
             f"git `{git['commit'][:12]}`{dirty} · Python {p['python']} · torch {pk['torch']} · "
-            f"transformers {pk['transformers']}  \n"
+            f"transformers {pk['transformers']} · {lock_text}  \n"
             f"CPU: {hw['cpu']} × {hw['cores']} · memory {hw.get('memory_gib', '?')} GiB · GPU: {gpu}  \n"
-            f"metrics → `{self.dir / 'metrics.json'}`"
+            f"metrics → `{shown_path(self.dir / 'metrics.json')}`"
         )
 
     def _repr_markdown_(self) -> str:

@@ -2,7 +2,10 @@
 
 ``build/report/`` gets one page per chapter (nbconvert's HTML exporter) and ``index.html``: the
 chapters with status and time, the claim scoreboard of every chapter, the figures, the energy each
-chapter used and the benchmark results.
+chapter used and the benchmark results. Each page starts with a line saying whether the chapter was
+executed or reused in this run (with the time and commit of its execution) and links the chapter's
+library log (``logs/<chapter>.log``); machine paths are shown relative to the repository. A page is
+re-rendered only when its executed notebook (or the template) changed.
 
 >>> from stablelm2 import report
 >>> report.build("smoke")                                       # doctest: +SKIP
@@ -11,19 +14,22 @@ PosixPath('.../build/report/index.html')
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import nbconvert
 import nbformat
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
+from . import quiet
 from .config import PRESETS, ConfigError, build_root
 from .ledger import STATUSES, scoreboard, write_scoreboard
-from .record import atomic_write_text
+from .record import atomic_write_json, atomic_write_text
 from .runner import read_status
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -66,10 +72,14 @@ code{background:#f5f5f5;padding:0 .2em}
 Report</em> (arXiv:2402.17834). Generated from the executed notebooks of this run.</p>
 
 <h2 id="chapters">Chapters</h2>
-<table><tr><th>chapter</th><th>status</th><th>time (s)</th><th>energy (Wh)</th><th>error</th></tr>
+<table><tr><th>chapter</th><th>status</th><th>this run</th><th>executed at · commit</th><th>time (s)</th>
+<th>energy (Wh)</th><th>log</th><th>error</th></tr>
 {% for c in chapters %}<tr class="{{ 'failed' if c.status != 'finished' else '' }}">
 <td>{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td>
-<td>{{ c.status }}</td><td>{{ fmt(c.duration_s) }}</td><td>{{ fmt(c.energy_wh) }}</td><td>{{ c.error or '' }}</td></tr>
+<td>{{ c.status }}</td><td class="run">{{ 'reused' if c.reused else ('executed' if c.reused is sameas false else '—') }}{% if c.why and not c.reused %} ({{ c.why }}){% endif %}</td>
+<td>{{ c.started or '—' }} · <code>{{ c.commit or '?' }}</code></td><td>{{ fmt(c.duration_s) }}</td><td>{{ fmt(c.energy_wh) }}</td>
+<td>{% if c.log_page %}<a href="{{ c.log_page }}">log</a>{% endif %}</td>
+<td>{% if c.cell is defined and c.cell is not none and c.status != 'finished' %}cell {{ c.cell }} (<code>{{ c.cell_source }}</code>): {% endif %}{{ c.error or '' }}</td></tr>
 {% endfor %}</table>
 
 <h2 id="scoreboard">Claim scoreboard</h2>
@@ -133,13 +143,35 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def render_notebook(src: Path, dest: Path) -> None:
-    nb = nbformat.read(str(src), as_version=4)
+def _run_note(rec: dict[str, Any], log_page: str | None) -> str:
+    """The line above a chapter's page: executed or reused, when, at which commit, and its log."""
+    how = "reused from the run" if rec.get("reused") else "executed"
+    when = f" {how} at {rec.get('started', '?')} (commit `{rec.get('commit', '?')}`)"
+    log = f" · library warnings and logs: [{log_page}]({log_page})" if log_page else ""
+    return f"*{rec.get('chapter', '')}:{when}, status {rec.get('status', '?')}{log}*"
+
+
+def render_notebook(src: Path, dest: Path, note: str | None = None) -> None:
+    """Render an executed notebook to ``dest`` (HTML), machine paths scrubbed, ``note`` (markdown) on top."""
+    nb = quiet.scrub_notebook(nbformat.read(str(src), as_version=4))
+    if note:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(note))
     exporter = HTMLExporter(template_name="companion", extra_template_basedirs=[str(TEMPLATES)])
     # progress bars arrive as many \r-updates of one line: merge the stream pieces, keep each bar's last state
     exporter.register_preprocessor(CoalesceStreamsPreprocessor, enabled=True)
     body, _ = exporter.from_notebook_node(nb)
-    atomic_write_text(dest, body)
+    atomic_write_text(dest, quiet.scrub(body))
+
+
+def _page_digest(src: Path, note: str) -> str:
+    """What a rendered page depends on: the executed notebook, the note, the template, nbconvert."""
+    h = hashlib.sha256(src.read_bytes())
+    h.update(note.encode())
+    h.update(nbconvert.__version__.encode())
+    for f in sorted(TEMPLATES.rglob("*")):
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None = None,
@@ -159,14 +191,24 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
             f"run them first: python -m stablelm2 run --preset {preset}"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    digests_file = out_dir / ".pages.json"
+    digests = json.loads(digests_file.read_text(encoding="utf-8")) if digests_file.is_file() else {}
     chapters, figures = [], []
     for name in sorted(status):
         rec = dict(status[name])
-        executed = Path(rec["output"])
+        executed = root / preset / "notebooks" / f"{name}.ipynb"
+        log_src, log_page = root / preset / "logs" / f"{name}.log", None
+        if log_src.is_file():
+            log_page = f"logs/{name}.log"
+            atomic_write_text(out_dir / log_page, quiet.scrub(log_src.read_text(encoding="utf-8", errors="replace")))
         page = None
         if executed.is_file():
             page = f"{name}.html"
-            render_notebook(executed, out_dir / page)
+            note = _run_note(rec, log_page)
+            digest = _page_digest(executed, note)
+            if digests.get(page) != digest or not (out_dir / page).is_file():
+                render_notebook(executed, out_dir / page, note)
+                digests[page] = digest
         metrics_path = root / preset / name / "metrics.json"
         energy_wh = None
         if metrics_path.is_file():
@@ -185,7 +227,8 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
                     shutil.copy2(src, figures_dir / src.name)
                 figures.append({"name": fig["name"], "chapter": name, "caption": fig.get("caption", ""),
                                 "src": f"figures/{name}/{src.name}", "page": page or "#figures"})
-        chapters.append({**rec, "page": page, "energy_wh": energy_wh})
+        chapters.append({**rec, "page": page, "energy_wh": energy_wh, "log_page": log_page})
+    atomic_write_json(digests_file, digests)
     bench_file = root / "bench" / "results.json"
     bench = json.loads(bench_file.read_text(encoding="utf-8"))["results"] if bench_file.is_file() else []
     write_scoreboard(root / preset)

@@ -34,7 +34,7 @@ def runner_overhead(repeats: int = 5) -> dict:
         _tiny_notebook(nb_dir / "00_tiny.ipynb")
 
         def ours() -> None:
-            runner.run(["00_tiny"], "smoke", nb_dir=nb_dir, root=tmp_p / "build", progress=False)
+            runner.run(["00_tiny"], "smoke", nb_dir=nb_dir, root=tmp_p / "build", progress=False, force=True)
 
         def peer() -> None:
             pm.execute_notebook(str(nb_dir / "00_tiny.ipynb"), str(tmp_p / "out.ipynb"),
