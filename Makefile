@@ -12,11 +12,13 @@ WHEELS  ?= /opt/wheels
 
 .PHONY: report test lab bench clean venv chromium lint lock lock-check
 
-# Every package from the lock, hash-checked (pip refuses anything unpinned or with another hash); the
-# project itself editable, built with the locked setuptools; then pip's own consistency check.
+# Every package from the lock, hash-checked (pip refuses anything unpinned or with another hash);
+# --no-deps because the lock is already the whole resolved set (pip's secure-install recipe; pip
+# would otherwise ask for each `pkg[extra]` a dependency names to be pinned again); the project
+# itself editable, built with the locked setuptools; then pip check proves the set is consistent.
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --require-hashes $(if $(filter cpu,$(VARIANT)),$(if $(wildcard $(WHEELS)),--find-links $(WHEELS))) -r $(LOCK)
+	$(PY) -m pip install --require-hashes --no-deps $(if $(filter cpu,$(VARIANT)),$(if $(wildcard $(WHEELS)),--find-links $(WHEELS))) -r $(LOCK)
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	$(PY) -m stablelm2.quantization.converter install  # llama.cpp's HF→GGUF converter, from the llama-cpp-python sdist
