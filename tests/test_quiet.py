@@ -90,3 +90,22 @@ def test_record_header_shows_relative_paths_and_the_lock(build_dir):
     assert "metrics → `$STABLELM2_BUILD_DIR/smoke/00_x/metrics.json`" in header
     assert str(build_dir) not in header and ("lock `requirements" in header or "no lock" in header)
     assert set(run.data["provenance"]["lock"]) >= {"file", "sha256", "matches_repository"}
+
+
+def test_progress_bars_stay_on_the_page_and_the_rest_of_stderr_moves(tmp_path):
+    import io
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.execution_count = 4
+    texts = ("\rsteps:   0%|          | 0/40", "x.py:3: UserWarning: careful\n  warn()\n",
+             "\rsteps: 100%|##########| 40/40 [00:02<00:00, 19.9it/s]\n")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=t) for t in texts]
+    cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="loss 1.2\n"))
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell]
+    log = io.StringIO()
+    assert quiet.move_stderr(nb, log) == 2
+    assert log.getvalue() == "--- cell 1 (In [4]) train()\nx.py:3: UserWarning: careful\n  warn()\n"
+    kept = [o["text"] for o in nb.cells[1].outputs]
+    assert kept == ["\rsteps:   0%|          | 0/40", "\rsteps: 100%|##########| 40/40 [00:02<00:00, 19.9it/s]\n",
+                    "loss 1.2\n"]

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import bench, report, runner
+from . import bench, runner
 from .config import PRESETS, ConfigError
 
 
@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             return 0
         if args.cmd == "report":
+            from . import report  # nbconvert takes seconds to import: only the report needs it
+
             path = report.build(args.preset, figures_dir=args.figures)
             print(f"report: {path}")
             failed = [n for n, s in runner.read_status(args.preset).items() if s["status"] != "finished"]

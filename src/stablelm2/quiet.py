@@ -4,9 +4,10 @@
   over IPC (Unix sockets in a private temporary folder), so no TCP port is opened and ipykernel
   has no "running over TCP without encryption" warning to print; the kernel process's own
   stdout/stderr go to the chapter's log file instead of the terminal.
-- :func:`move_stderr` — moves every ``stderr`` stream output of an executed notebook (Python
-  warnings, library log lines, progress bars) into the chapter's log, headed by the cell it came
-  from, so a page shows what the chapter computed and the log shows what the libraries said.
+- :func:`move_stderr` — moves the ``stderr`` output of an executed notebook (Python warnings,
+  library log lines; not progress bars, whose last state the page keeps) into the chapter's log,
+  headed by the cell it came from, so a page shows what the chapter computed and the log shows
+  what the libraries said.
 - :func:`scrub` / :func:`scrub_notebook` — replace the machine's absolute paths (the repository,
   the build folder, the venv, the standard library, the home folder) by short relative names.
 - :func:`page_problems` — what a rendered page must not contain: one of those absolute paths, a
@@ -130,10 +131,16 @@ def scrub_notebook(nb: Any) -> Any:
 # ------------------------------------------------------------------------------ the log
 
 
-def move_stderr(nb: Any, log: IO[str]) -> int:
-    """Move every stderr stream output of ``nb`` into ``log`` (headed by its cell); returns how many.
+PROGRESS = re.compile(r"\r|\d+%\||\d+/\d+ \[|it/s|s/it|step/s")
+"""A stderr line that is a progress bar (tqdm's ``50%|`` or ``3/10 [``, a ``\\r`` redraw, a rate)."""
 
-    Cells are named as the page shows them: ``cell 7 (In [5])``.
+
+def move_stderr(nb: Any, log: IO[str]) -> int:
+    """Move the stderr output of ``nb`` into ``log``, headed by its cell; returns how many lines moved.
+
+    Progress bars stay on the page (the report keeps each bar's last state); every other stderr
+    line (Python warnings, library log lines) goes to the log. Cells are named as the page shows
+    them: ``cell 7 (In [5])``.
     """
     moved = 0
     for i, cell in enumerate(nb.cells):
@@ -141,14 +148,22 @@ def move_stderr(nb: Any, log: IO[str]) -> int:
             continue
         keep = []
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                text = out.get("text", "")
-                text = "".join(text) if isinstance(text, list) else text
+            if out.get("output_type") != "stream" or out.get("name") != "stderr":
+                keep.append(out)
+                continue
+            text = out.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            lines = text.splitlines(keepends=True)
+            bars = [line for line in lines if PROGRESS.search(line)]
+            noise = [line for line in lines if not PROGRESS.search(line)]
+            if noise:
                 first = cell.source.strip().splitlines()[0][:80] if cell.source.strip() else ""
                 log.write(f"--- cell {i} (In [{cell.get('execution_count') or ' '}]) {first}\n")
-                log.write(text if text.endswith("\n") else text + "\n")
-                moved += 1
-            else:
+                body = "".join(noise)
+                log.write(body if body.endswith("\n") else body + "\n")
+                moved += len(noise)
+            if bars:
+                out["text"] = "".join(bars)
                 keep.append(out)
         cell["outputs"] = keep
     log.flush()
