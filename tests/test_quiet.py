@@ -92,7 +92,7 @@ def test_record_header_shows_relative_paths_and_the_lock(build_dir):
     assert set(run.data["provenance"]["lock"]) >= {"file", "sha256", "matches_repository"}
 
 
-def test_progress_bars_stay_on_the_page_and_the_rest_of_stderr_moves(tmp_path):
+def test_progress_bars_stay_on_the_page_and_library_noise_moves(tmp_path):
     import io
 
     nb = nbformat.v4.new_notebook()
@@ -102,10 +102,19 @@ def test_progress_bars_stay_on_the_page_and_the_rest_of_stderr_moves(tmp_path):
              "\rsteps: 100%|##########| 40/40 [00:02<00:00, 19.9it/s]\n")
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=t) for t in texts]
     cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="loss 1.2\n"))
+    cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text="\n\x1b[A"))  # nested bars' moves
+    nncf = "INFO:nncf:Statistics of the bitwidth distribution:\n┍━━━┯━━━┑\n│ mode │ % │\n"
+    deepspeed = "[2026-11-30 10:07:09,595] [WARNING] [real_accelerator.py:213:get_accelerator] Setting accelerator\n"
+    cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=nncf))
+    cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=deepspeed))
+    rich = "lib/rich/live.py:260: UserWarning: install \"ipywidgets\" for Jupyter support\n"
+    cell.outputs.append(nbformat.v4.new_output("display_data", data={"text/plain": rich, "text/html": f"<pre>{rich}</pre>"}))
+    cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="[llama.cpp] Q4_0: 3 of 32 tensors\n"))
     nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell]
     log = io.StringIO()
-    assert quiet.move_stderr(nb, log) == 2
-    assert log.getvalue() == "--- cell 1 (In [4]) train()\nx.py:3: UserWarning: careful\n  warn()\n"
+    assert quiet.move_noise(nb, log) == 4
+    assert log.getvalue() == ("--- cell 1 (In [4]) train()\nx.py:3: UserWarning: careful\n  warn()\n"
+                              + nncf + deepspeed + rich)
     kept = [o["text"] for o in nb.cells[1].outputs]
     assert kept == ["\rsteps:   0%|          | 0/40", "\rsteps: 100%|##########| 40/40 [00:02<00:00, 19.9it/s]\n",
-                    "loss 1.2\n"]
+                    "loss 1.2\n", "\n\x1b[A", "[llama.cpp] Q4_0: 3 of 32 tensors\n"]

@@ -4,10 +4,10 @@
   over IPC (Unix sockets in a private temporary folder), so no TCP port is opened and ipykernel
   has no "running over TCP without encryption" warning to print; the kernel process's own
   stdout/stderr go to the chapter's log file instead of the terminal.
-- :func:`move_stderr` — moves the ``stderr`` output of an executed notebook (Python warnings,
-  library log lines; not progress bars, whose last state the page keeps) into the chapter's log,
-  headed by the cell it came from, so a page shows what the chapter computed and the log shows
-  what the libraries said.
+- :func:`move_noise` — moves what the libraries said out of an executed notebook (stderr
+  lines, Python warnings however shown, library log records printed on stdout; not progress bars,
+  whose last state the page keeps) into the chapter's log, headed by the cell it came from, so a
+  page shows what the chapter computed and the log shows what the libraries said.
 - :func:`scrub` / :func:`scrub_notebook` — replace the machine's absolute paths (the repository,
   the build folder, the venv, the standard library, the home folder) by short relative names.
 - :func:`page_problems` — what a rendered page must not contain: one of those absolute paths, a
@@ -133,39 +133,62 @@ def scrub_notebook(nb: Any) -> Any:
 
 PROGRESS = re.compile(r"\r|\d+%\||\d+/\d+ \[|it/s|s/it|step/s")
 """A stderr line that is a progress bar (tqdm's ``50%|`` or ``3/10 [``, a ``\\r`` redraw, a rate)."""
+LOG_RECORD = re.compile(r"^(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.\-]+:"
+                        r"|\[\d{4}-\d\d-\d\d [\d:,.]+\] \[(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\])")
+"""A library's log record printed on stdout: logging's ``INFO:nncf:…`` or ``[2026-… 10:07:09,595] [WARNING]``."""
+_INVISIBLE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\s")
 
 
-def move_stderr(nb: Any, log: IO[str]) -> int:
-    """Move the stderr output of ``nb`` into ``log``, headed by its cell; returns how many lines moved.
+def _text(out: Any) -> str:
+    if out.get("output_type") == "stream":
+        text = out.get("text", "")
+    else:
+        text = out.get("data", {}).get("text/plain", "")
+    return "".join(text) if isinstance(text, list) else text
 
-    Progress bars stay on the page (the report keeps each bar's last state); every other stderr
-    line (Python warnings, library log lines) goes to the log. Cells are named as the page shows
-    them: ``cell 7 (In [5])``.
+
+def _split(out: Any) -> tuple[Any | None, str]:
+    """``(what stays on the page or None, what goes to the log)`` for one output."""
+    kind, text = out.get("output_type"), _text(out)
+    if kind == "stream" and out.get("name") == "stderr":
+        lines = text.splitlines(keepends=True)
+        visible = [line for line in lines if _INVISIBLE.sub("", line)]
+        noise = "".join(line for line in visible if not PROGRESS.search(line))
+        bars = "".join(line for line in lines if PROGRESS.search(line) or not _INVISIBLE.sub("", line))
+        if bars:
+            out["text"] = bars
+        return (out if bars.strip() else None), noise
+    if kind == "stream" and LOG_RECORD.match(text):
+        return None, text
+    if kind in ("display_data", "stream") and WARNING_LINE.search(text):  # rich shows warnings as display_data
+        return None, text
+    return out, ""
+
+
+def move_noise(nb: Any, log: IO[str]) -> int:
+    """Move what the libraries said out of ``nb`` into ``log``, headed by its cell; returns how many outputs.
+
+    Moved: stderr lines (Python warnings, library log lines), library log records printed on stdout
+    (:data:`LOG_RECORD`, e.g. NNCF's INFO tables), and any output showing a Python warning (rich
+    renders them as HTML). Kept: everything else, including progress bars, whose last state the
+    report shows. Cells are named as the page shows them: ``cell 7 (In [5])``.
     """
     moved = 0
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        keep = []
+        keep, said = [], []
         for out in cell.get("outputs", []):
-            if out.get("output_type") != "stream" or out.get("name") != "stderr":
-                keep.append(out)
-                continue
-            text = out.get("text", "")
-            text = "".join(text) if isinstance(text, list) else text
-            lines = text.splitlines(keepends=True)
-            bars = [line for line in lines if PROGRESS.search(line)]
-            noise = [line for line in lines if not PROGRESS.search(line)]
+            kept, noise = _split(out)
+            if kept is not None:
+                keep.append(kept)
             if noise:
-                first = cell.source.strip().splitlines()[0][:80] if cell.source.strip() else ""
-                log.write(f"--- cell {i} (In [{cell.get('execution_count') or ' '}]) {first}\n")
-                body = "".join(noise)
-                log.write(body if body.endswith("\n") else body + "\n")
-                moved += len(noise)
-            if bars:
-                out["text"] = "".join(bars)
-                keep.append(out)
+                said.append(noise if noise.endswith("\n") else noise + "\n")
+                moved += 1
         cell["outputs"] = keep
+        if said:
+            first = cell.source.strip().splitlines()[0][:80] if cell.source.strip() else ""
+            log.write(f"--- cell {i} (In [{cell.get('execution_count') or ' '}]) {first}\n" + "".join(said))
     log.flush()
     return moved
 

@@ -216,7 +216,7 @@ def execute(chapter: str, preset: str, parameters: dict[str, Any] | None = None,
 
 
 def _tidy(out: Path, log: Any, record: dict[str, Any], stopped: bool) -> None:
-    """Move stderr to the log, scrub machine paths, name the cell a failed chapter stopped in.
+    """Move library noise to the log, scrub machine paths, name the cell a failed chapter stopped in.
 
     Papermill heads a notebook whose cell raised with its own error cell; for a timeout or a dead
     kernel (``stopped``) a note saying where it stopped is put at the top instead.
@@ -234,7 +234,7 @@ def _tidy(out: Path, log: Any, record: dict[str, Any], stopped: bool) -> None:
             note.metadata["tags"] = ["stablelm2-stopped"]
             nb.cells.insert(0, note)
             record["cell"] = None if cell is None else cell + 1
-    quiet.move_stderr(nb, log)
+    quiet.move_noise(nb, log)
     quiet.scrub_notebook(nb)
     if record.get("error"):
         record["error"] = quiet.scrub(record["error"])
