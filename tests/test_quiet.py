@@ -58,8 +58,8 @@ def test_no_machine_paths_or_warnings_on_pages_or_records(noisy):
     assert quiet.page_problems(index.read_text(), "index.html") == []
     assert "repo: ." in page and "build: $STABLELM2_BUILD_DIR" in page
     assert "metrics → <code>$STABLELM2_BUILD_DIR/smoke/00_noisy/metrics.json</code>" in page  # the run header
-    assert 'href="logs/00_noisy.log"' in page and (index.parent / "logs" / "00_noisy.log").is_file()
-    log_copy = (index.parent / "logs" / "00_noisy.log").read_text()
+    assert 'href="logs/00_noisy.txt"' in page and (index.parent / "logs" / "00_noisy.txt").is_file()
+    log_copy = (index.parent / "logs" / "00_noisy.txt").read_text()
     assert "old api" in log_copy and not [p for p in quiet.page_problems(log_copy) if "absolute path" in p]
     assert "executed at" in page
 

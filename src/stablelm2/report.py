@@ -4,7 +4,7 @@
 chapters with status and time, the claim scoreboard of every chapter, the figures, the energy each
 chapter used and the benchmark results. Each page starts with a line saying whether the chapter was
 executed or reused in this run (with the time and commit of its execution) and links the chapter's
-library log (``logs/<chapter>.log``); machine paths are shown relative to the repository. A page is
+library log (``logs/<chapter>.txt``); machine paths are shown relative to the repository. A page is
 re-rendered only when its executed notebook (or the template) changed.
 
 >>> from stablelm2 import report
@@ -199,7 +199,7 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
         executed = root / preset / "notebooks" / f"{name}.ipynb"
         log_src, log_page = root / preset / "logs" / f"{name}.log", None
         if log_src.is_file():
-            log_page = f"logs/{name}.log"
+            log_page = f"logs/{name}.txt"  # .txt: browsers show it as text (a .log may be downloaded)
             atomic_write_text(out_dir / log_page, quiet.scrub(log_src.read_text(encoding="utf-8", errors="replace")))
         page = None
         if executed.is_file():
