@@ -96,3 +96,22 @@ def test_progress_bars_render_in_their_last_state(tmp_path):
     report.render_notebook(tmp_path / "c.ipynb", tmp_path / "c.html")
     html = (tmp_path / "c.html").read_text()
     assert "<pre>steps: 100%| 40/40\n</pre>" in html and "20/40" not in html and "| 0/40" not in html
+
+
+def test_index_says_reused_or_executed_with_commit_and_names_the_failed_cell(tmp_path):
+    import json
+
+    root = tmp_path / "b"
+    (root / "smoke").mkdir(parents=True)
+    (root / "smoke" / "runs.json").write_text(json.dumps({
+        "00_a": {"chapter": "00_a", "status": "finished", "reused": True, "started": "2026-11-30T09:41:51Z",
+                 "commit": "343152c52019", "duration_s": 3.0},
+        "01_b": {"chapter": "01_b", "status": "failed", "reused": False, "why": "source stablelm2/x.py",
+                 "started": "2026-11-30T10:00:00Z", "commit": "abcdef012345+dirty", "duration_s": 600.5,
+                 "error": "CellTimeoutError: A cell timed out", "cell": 4, "cell_source": "time.sleep(1e6)"}}))
+    html = report.build("smoke", root=root).read_text()
+    row_a = re.search(r"<tr class=\"\">\s*<td>00_a</td>(.*?)</tr>", html, re.S).group(1)
+    assert ">reused<" in row_a and "2026-11-30T09:41:51Z · <code>343152c52019</code>" in row_a
+    row_b = re.search(r"<td>01_b</td>(.*?)</tr>", html, re.S).group(1)
+    assert "executed (source stablelm2/x.py)" in row_b and "abcdef012345+dirty" in row_b
+    assert "cell 4 (<code>time.sleep(1e6)</code>): CellTimeoutError: A cell timed out" in row_b
