@@ -114,3 +114,13 @@ def test_check_notebooks_flags_a_bad_upstream(tmp_path):
     assert check.problems(tmp_path) == [
         f"{tmp_path.name}/01_b.ipynb: metadata stablelm2.upstream must be \"*\" or a list of earlier chapters "
         "(00_a), not ['02_c']"]
+
+
+def test_check_pages_flags_machine_paths_and_warnings(tmp_path):
+    pages = _load("check_pages")
+    assert pages.problems(tmp_path) == [f"{tmp_path}: no rendered pages; run `make report` first"]
+    (tmp_path / "a.html").write_text("<pre>loss 1.2, see build/cpu/logs/05.log</pre>")
+    assert pages.problems(tmp_path) == []
+    (tmp_path / "b.html").write_text(f"<pre>{ROOT}/src/x.py:3: FutureWarning: old</pre>")
+    found = pages.problems(tmp_path)
+    assert len(found) == 2 and all(f.startswith("b.html: ") for f in found)
