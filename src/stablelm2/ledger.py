@@ -79,6 +79,14 @@ _ALLOWED = {
 }
 
 
+def _quoted(fact: str | None, paper: Any) -> tuple[Any, str, str]:
+    """The paper's value, its citation and unit, for a claim that quotes rather than compares."""
+    if fact is None:
+        return paper, "", ""
+    f = _facts.get(fact)
+    return f.value, f.cite(), f.unit or ""
+
+
 class LedgerError(ValueError):
     """A claim was recorded wrongly (bad kind or status, missing reason or evidence, too few values)."""
 
@@ -520,11 +528,7 @@ class Ledger:
     def report_only(self, claim_id: str, what: str, *, why: str, fact: str | None = None,
                     paper: Any = None, kind: str = MEASUREMENT) -> Claim:
         """Quote a paper number we cannot check here, with the reason; ``kind`` is the check it would need."""
-        if fact is None:
-            pv, source, unit = paper, "", ""
-        else:
-            f = _facts.get(fact)
-            pv, source, unit = f.value, f.cite(), f.unit or ""
+        pv, source, unit = _quoted(fact, paper)
         return self.record(Claim(id=claim_id, chapter=self.chapter, what=what, kind=kind, status=REPORTED,
                                  paper=pv, fact=fact, source=source, unit=unit, evidence=why))
 
@@ -534,11 +538,7 @@ class Ledger:
 
         The caller decides that the sources disagree from the values it shows; the evidence must state them.
         """
-        if fact is None:
-            pv, source, unit = paper, "", ""
-        else:
-            f = _facts.get(fact)
-            pv, source, unit = f.value, f.cite(), f.unit or ""
+        pv, source, unit = _quoted(fact, paper)
         return self.record(Claim(id=claim_id, chapter=self.chapter, what=what, kind=kind, status=CONFLICT,
                                  paper=pv, ours=ours, fact=fact, source=source, unit=unit, evidence=evidence))
 
