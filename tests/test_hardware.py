@@ -1,4 +1,4 @@
-"""Measured machine peaks: plausible magnitudes, memoised, threads restored, bad input refused."""
+"""Measured machine peaks: plausible magnitudes, memoised, threads restored, bad input refused; the GPU table."""
 
 from __future__ import annotations
 
@@ -38,3 +38,22 @@ def test_best_time_takes_the_fastest():
     calls = []
     t = hardware.best_time(lambda: calls.append(1), repeats=3, warmup=2)
     assert len(calls) == 5 and t >= 0
+
+
+def test_gpu_table_is_one_typed_table_with_sources():
+    assert tuple(hardware.gpus()) == hardware.GPU_NAMES
+    a100 = hardware.gpu("A100-40GB")
+    assert (a100.peak_tflops, a100.tdp_w, a100.memory_gib) == (312.0, 400.0, 40)
+    assert "facts.yaml" in a100.source and all(g.source for g in hardware.gpus().values())
+    with pytest.raises(ValueError, match="gpu = 'V100' has no known memory, peak or power"):
+        hardware.gpu("V100")
+
+
+def test_cuda_device_names_map_to_table_rows():
+    assert hardware.gpu_for_device("NVIDIA H200", "A100-40GB").name == "H100-80GB"
+    assert hardware.gpu_for_device("NVIDIA H100 80GB HBM3", "A100-40GB").name == "H100-80GB"
+    assert hardware.gpu_for_device("NVIDIA A100-SXM4-80GB", "A100-40GB").name == "A100-80GB"
+    assert hardware.gpu_for_device("NVIDIA A100-SXM4-40GB", "H100-80GB").name == "A100-40GB"
+    assert hardware.gpu_for_device("NVIDIA L4", "A100-80GB").name == "A100-80GB"  # unknown: the config's GPU
+    with pytest.raises(ValueError, match="'cpu' has no known memory"):
+        hardware.gpu_for_device("NVIDIA L4", "cpu")

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from . import hardware  # the spine's GPU table (hardware imports neither torch nor this module at import)
+
 PRESETS = ("smoke", "cpu", "paper")
 Preset = Literal["smoke", "cpu", "paper"]
 
@@ -383,7 +385,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.rsqrt_min": ("additive", "none", "clip"),
     "train.precision": ("bf16", "fp32"),
     "align.sft_turn": ("exchange", "message"),
-    "train.gpu": ("A100-40GB", "A100-80GB", "H100-80GB", "cpu"),
+    "train.gpu": (*hardware.GPU_NAMES, "cpu"),
     "train.backend": ("auto", "torch", "deepspeed"),
     "train.trackers": ("tensorboard", "wandb", "trackio", "none"),
 }

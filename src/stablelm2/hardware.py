@@ -11,16 +11,27 @@ run as what you compare it with.
 True
 >>> hardware.memory_bandwidth() > 1e9             # doctest: +SKIP
 True
+
+It also holds the one table of datasheet facts about the GPUs a plan can be sized and priced for
+(:data:`GPU_NAMES`, :func:`gpu`, :func:`gpus`): the dense bf16 peak, the rated power and the memory,
+each with its source. Chapter 03 sizes memory with it, chapter 05 divides its FLOP/s by the peak
+(:func:`gpu_for_device` matches a CUDA device's name to a row), chapter 09 prices power with it.
+
+>>> hardware.gpu("A100-40GB").peak_tflops, hardware.gpu("A100-40GB").memory_gib
+(312.0, 40)
 """
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 
-import torch
+# torch is imported inside the functions that measure: the config imports this module for GPU_NAMES
+# and stays free of torch.
 
 MATMUL_N = 2048
 """Side of the square fp32 matrices of the matmul peak."""
@@ -30,6 +41,8 @@ BANDWIDTH_BYTES = 256 * 2**20
 
 @contextmanager
 def _threads(n: int | None) -> Iterator[None]:
+    import torch
+
     before = torch.get_num_threads()
     if n is not None:
         if n <= 0:
@@ -56,6 +69,8 @@ def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> fl
 @cache
 def matmul_peak_flops(threads: int | None = None) -> float:
     """Measured FLOP/s of a 2048×2048 fp32 matmul with torch (2·n³ FLOPs, best of 5), memoised."""
+    import torch
+
     with _threads(threads), torch.no_grad():
         gen = torch.Generator().manual_seed(0)
         a = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
@@ -68,7 +83,86 @@ def matmul_peak_flops(threads: int | None = None) -> float:
 @cache
 def memory_bandwidth(threads: int | None = None) -> float:
     """Measured read bandwidth in bytes/s: summing a 256 MiB fp32 buffer (best of 5), memoised."""
+    import torch
+
     with _threads(threads), torch.no_grad():
         x = torch.ones(BANDWIDTH_BYTES // 4)
         seconds = best_time(lambda: x.sum(), repeats=5, warmup=1)
     return BANDWIDTH_BYTES / seconds
+
+
+# ------------------------------------------------------------------------ GPU datasheet facts
+
+
+@dataclass(frozen=True)
+class GPU:
+    """Datasheet facts of one accelerator (names as ``config.train.gpu`` spells them)."""
+
+    name: str
+    peak_tflops: float
+    """Dense bf16 Tensor Core peak (TFLOP/s)."""
+    tdp_w: float
+    """Rated maximum board power (W)."""
+    memory_gib: int
+    """Memory of one GPU (GiB; chapter 03 sizes a layout against it)."""
+    source: str
+    """Where the three numbers come from."""
+
+
+GPU_NAMES: tuple[str, ...] = ("A100-40GB", "A100-80GB", "H100-80GB")
+"""The accelerators a plan can be sized and priced for, in the table's order (``config.train.gpu``'s
+choices are these and ``"cpu"``)."""
+
+
+@cache
+def gpus() -> dict[str, GPU]:
+    """The table of :data:`GPU_NAMES`: name → :class:`GPU` (built once; the paper's A100-40GB reads
+    its peak and power from ``facts.yaml``). ValueError if an entry has a non-positive number."""
+    from . import facts as F  # the spine's fact table (read when the table is first needed)
+
+    a100 = "NVIDIA A100 datasheet (SXM4)"
+    table = {
+        # the paper's part: both numbers come from facts.yaml with their provenance
+        "A100-40GB": GPU("A100-40GB", float(F.value("train.a100_peak_tflops_bf16")),
+                         float(F.value("carbon.a100_tdp_w")), 40, a100 + " via facts.yaml"),
+        "A100-80GB": GPU("A100-80GB", 312.0, 400.0, 80, a100),
+        "H100-80GB": GPU("H100-80GB", 989.0, 700.0, 80, "NVIDIA H100 datasheet (SXM5, dense bf16)"),
+    }
+    if tuple(table) != GPU_NAMES:
+        raise ValueError(f"GPU table rows {tuple(table)} differ from GPU_NAMES {GPU_NAMES}")
+    for g in table.values():
+        if not (g.peak_tflops > 0 and g.tdp_w > 0 and g.memory_gib > 0):
+            raise ValueError(f"GPU table entry {g} has a non-positive number")
+    return table
+
+
+def gpu(name: str) -> GPU:
+    """The :class:`GPU` called ``name`` (one of :data:`GPU_NAMES`).
+
+    Raises :class:`~stablelm2.config.ConfigError` (a ValueError) naming the known GPUs and the
+    closest spelling when ``name`` is not in the table.
+    """
+    table = gpus()
+    if name not in table:
+        from .config import ConfigError  # the config imports this module for GPU_NAMES
+
+        hint = difflib.get_close_matches(str(name), list(table), n=1)
+        raise ConfigError(
+            f"gpu = {name!r} has no known memory, peak or power: it is not a GPU type this projector knows; "
+            f"choose one of: {', '.join(table)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
+    return table[name]
+
+
+def gpu_for_device(device_name: str, default: str) -> GPU:
+    """The table row of a CUDA device called ``device_name`` (``torch.cuda.get_device_name``).
+
+    An H100 or H200 is the H100-80GB row (the H200 has the H100 SXM's compute, 989 TFLOP/s dense
+    bf16 on both datasheets, and more memory); an A100 whose name says 80 is the A100-80GB row, any
+    other A100 the A100-40GB row; any other device is ``default`` (``config.train.gpu``). Raises
+    ConfigError (from :func:`gpu`) when that fallback is not in the table.
+    """
+    name = device_name
+    key = "H100-80GB" if "H100" in name or "H200" in name else "A100-80GB" if "A100" in name and "80" in name else \
+        "A100-40GB" if "A100" in name else default
+    return gpu(key)

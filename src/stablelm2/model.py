@@ -49,10 +49,9 @@ import torch
 from transformers import StableLmConfig, StableLmForCausalLM
 
 from . import facts as F
+from . import hardware
 from .config import Config
 
-# Memory of the accelerators the plan can be priced for, in GiB (vendor datasheets).
-GPU_MEMORY_GIB = {"A100-40GB": 40, "A100-80GB": 80, "H100-80GB": 80}
 GENERATE_WITH_CACHE = True
 """``generation_config.use_cache`` of every model built or loaded here (``config.use_cache`` is False)."""
 COMPONENTS = ("embedding", "attention", "qkv_bias", "mlp", "layer_norm_weight", "layer_norm_bias",
@@ -309,8 +308,7 @@ def memory_per_gpu(cfg: Config, *, micro_batch: int | None = None, n_gpus: int |
     for name, v in (("micro_batch", mb), ("n_gpus", n_gpus), ("grad_bytes", grad_bytes)):
         if v <= 0:
             raise ValueError(f"{name} = {v} must be positive")
-    if gpu not in GPU_MEMORY_GIB:
-        raise ValueError(f"gpu = {gpu!r} has no known memory; choose one of {', '.join(GPU_MEMORY_GIB)}")
+    capacity_gib = hardware.gpu(gpu).memory_gib  # ConfigError (a ValueError) for an unknown GPU
     n = param_counts(cfg)["total"]
     bf16 = t.precision == "bf16"
     tokens = mb * cfg.data.seq_len
@@ -327,7 +325,7 @@ def memory_per_gpu(cfg: Config, *, micro_batch: int | None = None, n_gpus: int |
         "logits": 2.0 * (2 if bf16 else 4) * tokens * m.vocab_size,
     }
     out["total"] = sum(out.values())
-    out["capacity"] = GPU_MEMORY_GIB[gpu] * 2.0**30
+    out["capacity"] = capacity_gib * 2.0**30
     out["margin"] = out["capacity"] - out["total"]
     out["fits"] = bool(out["margin"] >= 0)
     return out

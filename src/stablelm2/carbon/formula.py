@@ -12,7 +12,6 @@ True
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -20,54 +19,19 @@ from typing import Any
 from .. import facts as F
 from .. import grid
 from ..config import ConfigError
+from ..hardware import GPU, gpus
+from ..hardware import gpu as gpu_type  # noqa: F401  (re-exported: ConfigError naming the known GPUs)
 
 # ------------------------------------------------------------------------------------ tables
 
 
-@dataclass(frozen=True)
-class GPU:
-    name: str
-    peak_tflops: float
-    """Dense bf16 Tensor Core peak (TFLOP/s)."""
-    tdp_w: float
-    """Rated maximum board power (W)."""
-    memory_gb: int
-    source: str
-
-
-def _gpu_table() -> dict[str, GPU]:
-    """The accelerators a plan can be priced for (names as ``config.train.gpu`` spells them)."""
-    a100 = "NVIDIA A100 datasheet (SXM4)"
-    table = {
-        # the paper's part: both numbers come from facts.yaml with their provenance
-        "A100-40GB": GPU("A100-40GB", float(F.value("train.a100_peak_tflops_bf16")),
-                         float(F.value("carbon.a100_tdp_w")), 40, a100 + " via facts.yaml"),
-        "A100-80GB": GPU("A100-80GB", 312.0, 400.0, 80, a100),
-        "H100-80GB": GPU("H100-80GB", 989.0, 700.0, 80, "NVIDIA H100 datasheet (SXM5, dense bf16)"),
-    }
-    for g in table.values():
-        if not (g.peak_tflops > 0 and g.tdp_w > 0 and g.memory_gb > 0):
-            raise ValueError(f"GPU table entry {g} has a non-positive number")
-    return table
-
-
-GPUS: dict[str, GPU] = _gpu_table()
+GPUS: dict[str, GPU] = gpus()
+"""The spine's GPU table (:func:`stablelm2.hardware.gpus`), by name."""
 
 SENSITIVITY_REGIONS = ("NOR", "IND")
 """Grid regions spanning the sensitivity study: among the cleanest and dirtiest grids in codecarbon."""
 PUE_RANGE = (1.0, 1.6)
 """PUE from the ideal (no overhead) to an older, air-cooled data centre."""
-
-
-def gpu_type(name: str) -> GPU:
-    """The :class:`GPU` called ``name``; ConfigError naming the known ones otherwise."""
-    if name not in GPUS:
-        hint = difflib.get_close_matches(str(name), list(GPUS), n=1)
-        raise ConfigError(
-            f"gpu = {name!r} is not a GPU type this projector knows; choose one of: {', '.join(GPUS)}"
-            + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        )
-    return GPUS[name]
 
 
 def grid_intensity(region: str) -> float:

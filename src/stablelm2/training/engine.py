@@ -23,7 +23,7 @@ every scale:
   ``data.validation_sets`` for the held-out loss per domain;
 * **schedule** — chapter 04's ``schedule.lr_lambda`` under ``LambdaLR``;
 * **bookkeeping** — loss, learning rate, gradient norm, tokens/s and MFU (model FLOPs from
-  chapter 03 over the device's peak: A100 312, H100 989 TFLOP/s bf16, CPU measured with
+  chapter 03 over the device's peak: A100 312, H100 989 TFLOP/s bf16 from ``hardware.gpus``, CPU measured with
   ``hardware.matmul_peak_flops``) every step, with a tqdm bar, appended to the run's
   ``metrics.jsonl`` (:mod:`.metrics`: it survives a kill, and the chapter's curves read it);
   checkpoints via :mod:`.checkpoint` every ``train.checkpoint_every`` steps, from which a killed
@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import config as config_lib
+from .. import hardware
 from ..config import Config
 from ..record import atomic_write_json
 from . import backends
@@ -99,16 +100,9 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
 def device_peak_flops(device: torch.device, cfg: Config, world_size: int) -> tuple[float, str]:
     """Peak FLOP/s of all devices of this run, and what the number is."""
     if device.type == "cuda":
-        from .. import carbon
-
         name = torch.cuda.get_device_name(device)
-        # H200: the H100 SXM compute (989 TFLOP/s dense bf16 on both datasheets), more memory
-        key = "H100-80GB" if "H100" in name or "H200" in name else "A100-80GB" if "A100" in name and "80" in name else \
-            "A100-40GB" if "A100" in name else cfg.train.gpu
-        peak = carbon.gpu_type(key).peak_tflops * 1e12
+        peak = hardware.gpu_for_device(name, cfg.train.gpu).peak_tflops * 1e12
         return peak * world_size, f"{world_size} × {name} at {peak / 1e12:.0f} TFLOP/s (bf16 dense, datasheet)"
-    from .. import hardware
-
     threads = torch.get_num_threads() * world_size
     peak = hardware.matmul_peak_flops(threads)
     return peak, f"CPU, measured fp32 matmul peak with {threads} thread(s) = {peak / 1e9:.1f} GFLOP/s"
