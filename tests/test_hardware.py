@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -57,3 +59,25 @@ def test_cuda_device_names_map_to_table_rows():
     assert hardware.gpu_for_device("NVIDIA L4", "A100-80GB").name == "A100-80GB"  # unknown: the config's GPU
     with pytest.raises(ValueError, match="'cpu' has no known memory"):
         hardware.gpu_for_device("NVIDIA L4", "cpu")
+
+
+def _fake_clock(monkeypatch, durations):
+    """perf_counter that advances by the next duration at every second reading (start, end pairs)."""
+    now, steps = [0.0], iter(durations)
+    readings = itertools.count()
+
+    def perf_counter():
+        if next(readings) % 2:
+            now[0] += next(steps)
+        return now[0]
+
+    monkeypatch.setattr(hardware.time, "perf_counter", perf_counter)
+
+
+def test_best_and_median_read_the_same_samples(monkeypatch):
+    calls = []
+    _fake_clock(monkeypatch, [3.0, 1.0, 2.0])
+    assert hardware.best_time(lambda: calls.append(1), repeats=3, warmup=2) == 1.0
+    assert len(calls) == 5
+    _fake_clock(monkeypatch, [3.0, 1.0, 2.0])
+    assert hardware.median_time(lambda: None, repeats=3) == (2.0, [3.0, 1.0, 2.0])

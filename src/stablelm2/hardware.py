@@ -12,6 +12,10 @@ True
 >>> hardware.memory_bandwidth() > 1e9             # doctest: +SKIP
 True
 
+The project's one timing loop lives here too: :func:`best_time` (the fastest run: the peaks,
+chapter 03's FLOP/s — other processes only ever slow a run down) and :func:`median_time` (the
+benchmark suite's statistic) call ``fn`` ``warmup`` times untimed, then time ``repeats`` calls.
+
 It also holds the one table of datasheet facts about the GPUs a plan can be sized and priced for
 (:data:`GPU_NAMES`, :func:`gpu`, :func:`gpus`): the dense bf16 peak, the rated power and the memory,
 each with its source. Chapter 03 sizes memory with it, chapter 05 divides its FLOP/s by the peak
@@ -24,6 +28,7 @@ each with its source. Chapter 03 sizes memory with it, chapter 05 divides its FL
 from __future__ import annotations
 
 import difflib
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,16 +59,29 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Fastest wall-clock time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
+# ------------------------------------------------------------------ the one timing loop
+
+
+def _samples(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
-    best = float("inf")
+    samples = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Fastest wall-clock time of ``fn()`` (seconds) over ``repeats`` runs after ``warmup`` untimed runs."""
+    return min(_samples(fn, repeats, warmup), default=float("inf"))
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median wall time of ``fn()`` (seconds) over ``repeats`` calls after ``warmup`` untimed calls, and the samples."""
+    samples = _samples(fn, repeats, warmup)
+    return statistics.median(samples), samples
 
 
 @cache

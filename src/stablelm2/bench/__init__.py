@@ -12,13 +12,12 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import pkgutil
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import build_root
+from ..hardware import median_time as median_time  # re-exported: the one timing loop (stablelm2.hardware)
 from ..record import atomic_write_json, hardware
 
 
@@ -33,18 +32,6 @@ def registry() -> dict[str, Callable[..., Any]]:
         module = importlib.import_module(f"{__name__}.{mod.name}")
         found.update(getattr(module, "BENCHMARKS", {}))
     return found
-
-
-def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples), samples
 
 
 def result(name: str, *, ours: float, peer: float, peer_name: str, unit: str, higher_is_better: bool,
