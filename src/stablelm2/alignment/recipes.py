@@ -31,6 +31,7 @@ import yaml
 from .. import chat_formats, facts
 from ..config import Config, ConfigError
 from ..record import atomic_write_text
+from ..training import layout  # the batch solver (chapter 05's, sequences of length 1 here)
 
 STAGES = ("sft", "dpo", "self_knowledge")
 BATCH_UNITS = {"sft": "packed sequences", "dpo": "preference pairs", "self_knowledge": "examples"}
@@ -79,13 +80,16 @@ def check_stage(stage: str) -> str:
 
 
 def compose_batch(global_batch: int, micro: int, procs: int, field_name: str) -> dict[str, int]:
-    """``global = per-device × accumulation × processes``; refuses a global batch that does not divide."""
-    if global_batch % (micro * procs):
+    """``global = per-device × accumulation × processes`` (in sequences), solved by chapter 05's
+    :func:`stablelm2.training.layout.solve`; ConfigError naming ``align.<field_name>`` when it does not divide."""
+    try:
+        lay = layout.solve(global_batch, seq_len=1, n_procs=procs, micro_batch=micro)
+    except layout.LayoutError as e:
         raise ConfigError(
             f"align.{field_name} = {global_batch} is not a multiple of align.micro_batch × align.n_gpus = "
-            f"{micro} × {procs} = {micro * procs}; change the batch, the micro-batch or the process count")
-    return {"global": global_batch, "per_device": micro, "accumulation": global_batch // (micro * procs),
-            "processes": procs}
+            f"{micro} × {procs} = {micro * procs}; change the batch, the micro-batch or the process count") from e
+    return {"global": lay.global_batch_tokens, "per_device": lay.micro_batch, "accumulation": lay.grad_accum,
+            "processes": lay.n_procs}
 
 
 def describe_batch(batch: dict[str, int], unit: str = "sequences") -> str:
