@@ -26,7 +26,8 @@ from typing import Any
 
 from . import tokenizer
 from .data import sample
-from .data.mixture import _hash_fraction
+from .data.sources import sample_specs
+from .data.split import hash_fraction, raw_document
 from .data.treatments import restructure
 
 Encoder = Callable[[str], list[int]]
@@ -35,19 +36,22 @@ Encoder = Callable[[str], list[int]]
 def study_texts(cfg: Any) -> dict[str, dict[str, list[str]]]:
     """Per sample source: ``fit`` texts (train the BPE) and ``eval`` texts (measure), split by hash."""
     out: dict[str, dict[str, list[str]]] = {}
+    specs = sample_specs()
     for name, meta in sample.SAMPLE_SOURCES.items():
         docs = sample.documents(name)
+        # fit/eval halves decided on the raw document (data.split's hash), before any template
+        halves = [hash_fraction(raw_document(d, specs[name])) for d in docs]
         texts = [restructure(d) if meta.get("restruct") else d["text"] for d in docs]
         if cfg.data.study_chars:
-            kept, used = [], 0
+            kept, used = 0, 0
             for t in texts:
                 if used >= cfg.data.study_chars:
                     break
-                kept.append(t)
+                kept += 1
                 used += len(t)
-            texts = kept
-        fit = [t for t in texts if _hash_fraction(t) >= 0.5]
-        ev = [t for t in texts if _hash_fraction(t) < 0.5] or texts[:1]
+            texts, halves = texts[:kept], halves[:kept]
+        fit = [t for t, h in zip(texts, halves, strict=True) if h >= 0.5]
+        ev = [t for t, h in zip(texts, halves, strict=True) if h < 0.5] or texts[:1]
         out[name] = {"fit": fit, "eval": ev}
     return out
 
