@@ -229,3 +229,40 @@ def test_scoreboard_keeps_consistency_apart_counts_kinds_and_finds_duplicates(tm
 def test_the_expectation_names_both_arms():
     c = Ledger("05").finding("h", "hyb vs hyb2", a=[1.0], b=[2.0], expect="a < b", names=("hyb2", "hyb (Eq. 1)"))
     assert c.stats["expect"] == "hyb2 < hyb (Eq. 1)" and "whether hyb2 < hyb (Eq. 1)" in c.evidence
+
+
+# ------------------------------------------------------------------ review fixes: edges that overstated
+
+
+def test_a_printed_interval_excludes_its_upper_end():
+    led = Ledger("09")
+    assert led.measure("a", "x", paper=11, ours=11.5).status == L.CONFLICT  # 11 means [10.5, 11.5)
+    assert led.measure("b", "x", paper=11, ours=10.5).status == L.REPRODUCED
+    assert led.derive("c", "x", paper=11, inputs={"n": 23}, formula=lambda n: n * 0.5).status == L.CONFLICT
+    assert led.derive("d", "x", paper=11, inputs={"n": 22.98}, formula=lambda n: n * 0.5).status == L.DERIVED
+    assert not Interval(11.5, 12).meets(Interval(10.5, 11.5, hi_open=True))
+    assert Interval(11.4, 12).meets(Interval(10.5, 11.5, hi_open=True))
+
+
+def test_a_negative_power_of_an_interval_touching_zero_is_a_ledger_error():
+    with pytest.raises(LedgerError, match="contains zero"):
+        Interval(0, 2) ** -1
+
+
+def test_no_spread_across_seeds_is_not_a_test():
+    led = Ledger("05")
+    for paired in (True, False):
+        c = led.finding(f"d{paired}", "iterations", a=[1, 1, 1], b=[1.1, 1.1, 1.1], expect="a < b", paired=paired)
+        assert c.status == L.INCONCLUSIVE and "no spread across seeds" in c.evidence
+    moved = led.finding("m", "iterations", a=[1, 1.02, 0.99], b=[1.1, 1.13, 1.12], expect="a < b")
+    assert moved.status == L.REDUCED
+
+
+def test_measuring_a_number_facts_md_derived_is_a_consistency_check():
+    c = Ledger("03").measure("p", "parameters of the HF class", fact="model.n_params_with_norm_bias", ours=1_644_515_328)
+    assert c.kind == L.CONSISTENCY and c.status == L.CONSISTENT and not c.is_finding
+
+
+def test_a_fit_prefers_a_reading_inside_the_interval_to_a_closer_one_outside():
+    c = Ledger("08").fit("s", "speed-up reading", fact="quant.speedup", candidates={"over": 2.05, "under": 1.85})
+    assert c.status == L.FITTED and c.fit["chosen"] == "under"

@@ -77,7 +77,8 @@ def test_claims_recorded(size):
     model_study.record_claims(led, size)
     by = {c.id: c for c in led.claims}
     status = {k: c.status for k, c in by.items()}
-    assert status["model.ffn_size"] == "re-derived" and status["model.params_hf"] == "reproduced"
+    assert status["model.ffn_size"] == "re-derived" and status["model.params_hf"] == "consistent"
+    assert by["model.params_hf"].kind == "consistency"  # its target is FACTS.md's arithmetic, not the paper
     assert status["model.params_card"] == "conflict"
     assert "the variants that give the card's 1,644,417,024: per-layer LayerNorms without bias" in by["model.params_card"].evidence
     assert status["model.hf_config"] == "consistent" and by["model.hf_config"].kind == "consistency"

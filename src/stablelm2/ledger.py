@@ -79,6 +79,11 @@ _ALLOWED = {
 }
 
 
+def _transcribers_arithmetic(fact: str | None) -> bool:
+    """True when a fact's only source is FACTS.md's own arithmetic (``DERIVED``), not the paper."""
+    return fact is not None and set(_facts.get(fact).source) == {"DERIVED"}
+
+
 def _quoted(fact: str | None, paper: Any) -> tuple[Any, str, str]:
     """The paper's value, its citation and unit, for a claim that quotes rather than compares."""
     if fact is None:
@@ -98,8 +103,9 @@ class LedgerError(ValueError):
 class Interval:
     """A closed interval ``[lo, hi]`` of reals with the four arithmetic operations.
 
-    The paper's printed numbers are half-open intervals; for deciding whether two intervals meet
-    the closure changes nothing that printed digits can show, so arithmetic treats them as closed.
+    A printed number is the half-open interval its digits imply (11 → [10.5, 11.5)): such an
+    interval is made with ``hi_open=True`` and then excludes its upper end in ``in`` and
+    :meth:`meets`. Arithmetic results are closed (a conservative hull).
 
     >>> Interval(29.5, 30.5) * Interval(0.3845, 0.3855)
     Interval(lo=11.34275, hi=11.75775)
@@ -107,6 +113,7 @@ class Interval:
 
     lo: float
     hi: float
+    hi_open: bool = False
 
     def __post_init__(self) -> None:
         if not self.lo <= self.hi:
@@ -154,13 +161,17 @@ class Interval:
     def __pow__(self, k: float) -> Interval:
         if self.lo < 0:
             raise LedgerError("powers of intervals are defined here for non-negative intervals only")
+        if k < 0 and self.lo == 0:
+            raise LedgerError(f"a negative power of an interval that contains zero: [{self.lo}, {self.hi}]")
         return Interval(self.lo ** k, self.hi ** k) if k >= 0 else Interval(self.hi ** k, self.lo ** k)
 
     def meets(self, o: Interval) -> bool:
-        return self.lo <= o.hi and o.lo <= self.hi
+        below = self.lo < o.hi if o.hi_open else self.lo <= o.hi
+        above = o.lo < self.hi if self.hi_open else o.lo <= self.hi
+        return below and above
 
     def __contains__(self, x: float) -> bool:
-        return self.lo <= x <= self.hi
+        return self.lo <= x and (x < self.hi if self.hi_open else x <= self.hi)
 
     def as_list(self) -> list[float]:
         return [_num(self.lo), _num(self.hi)]
@@ -283,7 +294,8 @@ class Ledger:
                 raise LedgerError(f"claim {claim_id!r}: give the paper's value as `fact=` (an id in facts.yaml) "
                                   "or `paper=`")
             num = isinstance(paper, (int, float)) and not isinstance(paper, bool)
-            return _Paper(paper, Interval(*_facts.printed_interval(paper)) if num else None, None, "", "")
+            return _Paper(paper, Interval(*_facts.printed_interval(paper), hi_open=True) if num else None,
+                          None, "", "")
         f = _facts.get(fact)
         if not f.known:
             raise LedgerError(
@@ -294,7 +306,8 @@ class Ledger:
             iv = f.interval()
         except ValueError as e:
             raise LedgerError(f"claim {claim_id!r}: {e}") from None
-        return _Paper(f.value, None if iv is None else Interval(*iv), f.tolerance, f.cite(), f.unit or "")
+        return _Paper(f.value, None if iv is None else Interval(*iv, hi_open=not f.tolerance), f.tolerance,
+                      f.cite(), f.unit or "")
 
     def _claim(self, claim_id: str, what: str, kind: str, status: str, p: _Paper, fact: str | None,
                **kw: Any) -> Claim:
@@ -349,10 +362,13 @@ class Ledger:
         ``ours_interval``) meets the paper's interval, else ``conflict``. Kind ``measurement``.
 
         ``setting`` names the condition when one fact is measured under several (e.g. two runtimes);
-        each (fact, setting) is recorded once."""
-        c = self._point(claim_id, what, MEASUREMENT, REPRODUCED, fact=fact, paper=paper, ours=ours,
-                        ours_interval=ours_interval, unit=unit, note=note, setting=setting)
-        return c
+        each (fact, setting) is recorded once. A target fact whose only source is FACTS.md's own
+        arithmetic (``DERIVED``) makes the claim a ``consistency`` check, as in :meth:`derive`."""
+        if _transcribers_arithmetic(fact):
+            return self._point(claim_id, what, CONSISTENCY, CONSISTENT, fact=fact, paper=paper, ours=ours,
+                               ours_interval=ours_interval, unit=unit, note=note, setting=setting)
+        return self._point(claim_id, what, MEASUREMENT, REPRODUCED, fact=fact, paper=paper, ours=ours,
+                           ours_interval=ours_interval, unit=unit, note=note, setting=setting)
 
     def derive(self, claim_id: str, what: str, *, fact: str | None = None, paper: Any = None,
                inputs: Mapping[str, Any] | None = None, formula: Callable[..., Any] | None = None,
@@ -373,8 +389,7 @@ class Ledger:
         A target fact whose only source is FACTS.md's own arithmetic (``DERIVED``) makes the claim a
         ``consistency`` check: our arithmetic against the transcriber's, not against the paper.
         """
-        f = None if fact is None else _facts.get(fact)
-        kind = CONSISTENCY if f is not None and set(f.source) == {"DERIVED"} else DERIVATION
+        kind = CONSISTENCY if _transcribers_arithmetic(fact) else DERIVATION
         return self._derived(claim_id, what, kind, fact=fact, paper=paper, inputs=inputs, formula=formula,
                              ours=ours, unit=unit, note=note)
 
@@ -439,7 +454,8 @@ class Ledger:
 
         * ``reproduced at reduced scale`` — at least :data:`MIN_SEEDS` seeds and p < ``alpha``;
         * ``conflict`` — the opposite direction is significant at ``alpha``;
-        * ``inconclusive at this scale`` — fewer seeds, a tie, or no significant difference.
+        * ``inconclusive at this scale`` — fewer seeds, a tie, no spread across seeds (a metric the seed
+          does not move is not tested), or no significant difference.
         """
         from scipy import stats as st
 
@@ -472,6 +488,11 @@ class Ledger:
         elif tie:
             status = INCONCLUSIVE
             said = f"every seed ties ({metric} {_fmt_list(a)}): a tie is not agreement that {pretty}"
+        elif (paired and len(set(diffs)) == 1) or (not paired and len(set(hi)) == 1 and len(set(lo)) == 1):
+            status = INCONCLUSIVE
+            said = (f"{n} seeds give the same {'difference' if paired else 'values'} every time ({metric} "
+                    f"{names[0]} {_fmt_list(a)}, {names[1]} {_fmt_list(b)}): with no spread across seeds the "
+                    f"metric does not depend on the seed, so a t-test cannot decide whether {pretty}")
         else:
             run = (lambda alt: st.ttest_rel(hi, lo, alternative=alt)) if paired else (
                 lambda alt: st.ttest_ind(hi, lo, equal_var=False, alternative=alt))
@@ -498,7 +519,8 @@ class Ledger:
             paper: Any = None, unit: str = "", note: str = "") -> Claim:
         """A value chosen to match the paper: record how many readings were tried and how close they came.
 
-        ``candidates``: reading → the value it gives. The best is the one closest to the paper's value;
+        ``candidates``: reading → the value it gives. The best is the one closest to the paper's value
+        among those inside its interval (else among all);
         ``fitted`` when it lies in the paper's interval, else ``conflict`` (no tried reading reproduces
         it). Kind ``fit``, with the number tried, the best and runner-up readings and residuals.
         """
@@ -506,7 +528,8 @@ class Ledger:
         if p.interval is None or not candidates:
             raise LedgerError(f"claim {claim_id!r}: a fit needs a numeric paper value and at least one candidate")
         target = float(p.value)
-        ranked = sorted(candidates.items(), key=lambda kv: abs(float(kv[1]) - target))
+        ranked = sorted(candidates.items(),
+                        key=lambda kv: (float(kv[1]) not in p.interval, abs(float(kv[1]) - target)))
         (best, bv), runner = ranked[0], (ranked[1] if len(ranked) > 1 else None)
         inside = [k for k, v in ranked if float(v) in p.interval]
         info = {"n_candidates": len(ranked), "chosen": best, "best": _num(float(bv)),

@@ -257,7 +257,7 @@ FastChat's llm_judge (github.com/lm-sys/FastChat, fastchat/llm_judge):
   python gen_model_answer.py --model-path stabilityai/stablelm-2-zephyr-1_6b --model-id stablelm-2-zephyr-1_6b
   OPENAI_API_KEY=... python gen_judgment.py --model-list stablelm-2-zephyr-1_6b --judge-model gpt-4 --parallel 2
   python show_result.py --model-list stablelm-2-zephyr-1_6b
-(the chat template must be the model's own ChatML; the judge's single-answer grading gives the
+(the chat template must be the model's own (zephyr: <|user|> … <|endoftext|>); the judge's single-answer grading gives the
 1-10 score of Table 7). For our small aligned models, point --model-path at
 stablelm2.alignment.aligned(cfg, "dpo")."""
 """How one would run the GPT-4 judge for Table 7 / Fig. 3."""
