@@ -52,3 +52,20 @@ def test_launch_files_round_trip(tmp_path):
         launch.main(["--stage", "dpo", "--recipe", str(files["recipe_sft"]), "--init", "x", "--out", str(tmp_path)])
     plan = recipes.plan(paper)
     assert "826,938" in plan[0]["steps"] and "469 steps" in plan[2]["steps"]
+
+
+def test_a_stage_key_follows_the_shipped_samples(tmp_path, monkeypatch):
+    """An edited conversation or preference sample gives a new stage key: no model trained on the old one is reused."""
+    import shutil
+
+    from stablelm2 import config
+    from stablelm2.alignment import common, recipes
+
+    recipe = recipes.build(config.load("smoke"), "sft")
+    before = common.recipe_key(recipe, "model")
+    assert common.recipe_key(recipe, "model") == before
+    copy = tmp_path / "samples"
+    shutil.copytree(common.SAMPLES_DIR, copy)
+    (copy / "capybara.jsonl").write_text((copy / "capybara.jsonl").read_text() + "\n")
+    monkeypatch.setattr(common, "SAMPLES_DIR", copy)
+    assert common.recipe_key(recipe, "model") != before

@@ -161,3 +161,23 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run():
     a = load_file(str(out / "model" / "model.safetensors"))
     b = load_file(str(reference / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_run_identity_follows_the_local_data_it_was_drawn_from(tmp_path, monkeypatch):
+    """A cleaned sample or a changed split rule gives a new identity, so an old model is never reused."""
+    from stablelm2 import config as _config
+    from stablelm2.data import sample, split
+    from stablelm2.training import checkpoint as ck
+
+    cfg = _config.load("smoke")
+    before = ck.fingerprint(ck.identity(cfg, 1))
+    assert ck.fingerprint(ck.identity(cfg, 1)) == before  # same inputs, same identity
+    manifest = tmp_path / "MANIFEST.json"
+    manifest.write_bytes(sample.MANIFEST.read_bytes() + b"\n")
+    monkeypatch.setattr(sample, "MANIFEST", manifest)
+    assert ck.fingerprint(ck.identity(cfg, 1)) != before
+    monkeypatch.undo()
+    rule = tmp_path / "split.py"
+    rule.write_bytes(open(split.__file__, "rb").read() + b"# changed\n")
+    monkeypatch.setattr(split, "__file__", str(rule))
+    assert ck.fingerprint(ck.identity(cfg, 1)) != before

@@ -79,9 +79,24 @@ def fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
+SAMPLES_DIR = Path(__file__).with_name("samples")
+
+
+def samples_digest() -> str:
+    """sha256 over the shipped conversation and preference samples (names and bytes of every file)."""
+    h = hashlib.sha256()
+    for f in sorted(SAMPLES_DIR.glob("*.jsonl")):
+        h.update(f.name.encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def recipe_key(recipe: Recipe, *inputs: str) -> str:
-    """Fingerprint of a stage: its recipe plus the fingerprints of its inputs."""
-    blob = json.dumps({"recipe": recipe.to_dict(), "inputs": list(inputs)}, sort_keys=True, default=str)
+    """Fingerprint of a stage: its recipe, the fingerprints of its inputs and, for local data, the shipped
+    samples (:func:`samples_digest`), so an edited sample never reuses a model trained on the old one."""
+    local = None if recipe.data.get("mode") == "hub" else samples_digest()
+    blob = json.dumps({"recipe": recipe.to_dict(), "inputs": list(inputs), "samples": local},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

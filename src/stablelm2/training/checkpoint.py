@@ -64,15 +64,27 @@ class CheckpointError(RuntimeError):
 
 
 def identity(cfg: Config, world_size: int, **extra: Any) -> dict[str, Any]:
-    """What must match for a checkpoint to continue this run (config sections that shape the weights)."""
+    """What must match for a checkpoint to continue this run: the config sections that shape the weights, and
+    for local data the sample and split rule it was drawn with (:func:`local_data_inputs`)."""
     full = cfg.to_dict()
     out: dict[str, Any] = {}
     for section in ("model", "data", "schedule", "train"):
         out[section] = {k: v for k, v in full[section].items() if k not in _NOT_IDENTITY.get(section, set())}
     out["seed"] = cfg.run.seed
     out["world_size"] = world_size
+    if cfg.data.source != "hub":
+        out["data_inputs"] = local_data_inputs()
     out.update({k: v for k, v in extra.items()})
     return json.loads(json.dumps(out, sort_keys=True, default=list))
+
+
+def local_data_inputs() -> dict[str, str]:
+    """sha256 of what decides the local training data: the shipped sample (its manifest carries every file's
+    sha256) and the source of the split rule, so a cleaned sample or a new split never reuses an old model."""
+    from ..data import sample, split
+
+    return {"sample_manifest": hashlib.sha256(sample.MANIFEST.read_bytes()).hexdigest(),
+            "split_rule": hashlib.sha256(Path(split.__file__).read_bytes()).hexdigest()}
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
