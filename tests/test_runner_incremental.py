@@ -77,6 +77,28 @@ def test_only_changed_chapters_and_their_downstream_are_executed(tiny):
     assert _executed(run(parameters={"value": 2})) == ["01_other", "03_after_other"]
 
 
+def test_a_chapter_run_alone_runs_its_stale_upstream_first_and_a_lost_metrics_file_is_rebuilt(tiny):
+    pkg, nb_dir, root = tiny
+
+    def run(names=None, **kw):
+        return runner.run(names, "smoke", nb_dir=nb_dir, root=root, progress=False, src_dir=pkg, **kw)
+
+    run()
+    (pkg / "other.py").write_text("OTHER = 5\n")
+    # 03 reads 01's artefacts; 01 is stale, so it runs first instead of 03 recording a key 01 never had
+    assert _executed(run(["03_after_other"])) == ["01_other", "03_after_other"]
+    assert _executed(run()) == []
+
+    metrics = root / "smoke" / "00_base" / "metrics.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text("{}")
+    assert _executed(run(["00_base"], force=True)) == ["00_base"]
+    assert runner.read_status("smoke", root)["00_base"]["metrics"] == ["smoke/00_base/metrics.json"]
+    assert _executed(run()) == []
+    metrics.unlink()  # a deleted result is never "reused": its claims would drop off the scoreboard
+    assert _executed(run()) == ["00_base"]
+
+
 def test_an_interrupted_run_continues_with_the_chapters_not_done(tiny, monkeypatch):
     pkg, nb_dir, root = tiny
     real = runner.execute

@@ -163,21 +163,26 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run():
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_the_run_identity_follows_the_local_data_it_was_drawn_from(tmp_path, monkeypatch):
-    """A cleaned sample or a changed split rule gives a new identity, so an old model is never reused."""
+def test_the_run_identity_follows_the_local_code_and_data_it_was_drawn_from(tmp_path):
+    """A cleaned sample, a changed split rule or engine gives a new identity: no old cached model is reused."""
+    import shutil
+
     from stablelm2 import config as _config
-    from stablelm2.data import sample, split
+    from stablelm2 import fingerprint as fp
     from stablelm2.training import checkpoint as ck
 
     cfg = _config.load("smoke")
-    before = ck.fingerprint(ck.identity(cfg, 1))
-    assert ck.fingerprint(ck.identity(cfg, 1)) == before  # same inputs, same identity
-    manifest = tmp_path / "MANIFEST.json"
-    manifest.write_bytes(sample.MANIFEST.read_bytes() + b"\n")
-    monkeypatch.setattr(sample, "MANIFEST", manifest)
-    assert ck.fingerprint(ck.identity(cfg, 1)) != before
-    monkeypatch.undo()
-    rule = tmp_path / "split.py"
-    rule.write_bytes(open(split.__file__, "rb").read() + b"# changed\n")
-    monkeypatch.setattr(split, "__file__", str(rule))
-    assert ck.fingerprint(ck.identity(cfg, 1)) != before
+    assert ck.identity(cfg, 1)["local_inputs"] == ck.local_inputs_digest()
+    assert "local_inputs" not in ck.identity(_config.load("paper"), 1)
+    pkg = tmp_path / "stablelm2"
+    shutil.copytree(fp.package_dir(), pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    base = ck.local_inputs_digest(pkg)
+    assert base == ck.local_inputs_digest(pkg)
+    for rel in ("data/sample/MANIFEST.json", "data/split.py", "training/engine.py"):
+        f = pkg / rel
+        keep = f.read_bytes()
+        f.write_bytes(keep + b"\n")
+        assert ck.local_inputs_digest(pkg) != base, rel
+        f.write_bytes(keep)
+    (pkg / "quantization" / "study.py").write_text("# not imported by the engine\n")
+    assert ck.local_inputs_digest(pkg) == base

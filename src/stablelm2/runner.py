@@ -257,6 +257,25 @@ def plan_keys(preset: str, parameters: dict[str, Any], nb_dir: Path, src_dir: Pa
     return keys
 
 
+def with_stale_upstream(todo: list[str], keys: dict[str, tuple[str, dict[str, Any]]],
+                        status: dict[str, Any], nb_dir: Path) -> list[str]:
+    """``todo`` plus every upstream chapter (transitively) whose last finished run has another key.
+
+    A chapter's key names its upstream chapters' current keys, so running it alone on a stale upstream
+    result would record a key its inputs do not have; the stale upstream chapters run first instead.
+    """
+    names = chapters(nb_dir)
+    need = set(todo)
+    for i in range(len(names) - 1, -1, -1):  # later chapters first: an added upstream is visited after
+        if names[i] not in need:
+            continue
+        for up in fingerprint.upstream(nb_dir / f"{names[i]}.ipynb", names[:i]):
+            prev = status.get(up) or {}
+            if prev.get("status") != "finished" or prev.get("key") != keys[up][0]:
+                need.add(up)
+    return [n for n in names if n in need]
+
+
 def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[str, Any] | None = None, *,
         nb_dir: Path | None = None, root: Path | None = None, progress: bool = True, force: bool = False,
         timeout_s: int | None = None, src_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -299,13 +318,16 @@ def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[st
     commit = git["commit"][:12] + ("+dirty" if git["dirty"] else "")
     results = []
     status = read_status(preset, root)
+    if not force:
+        todo = with_stale_upstream(todo, keys, status, nb_dir)
     bar = tqdm(todo, desc=f"chapters ({preset})", unit="nb", disable=not progress)
     for chapter in bar:
         bar.set_postfix_str(chapter)
         key, parts = keys[chapter]
         prev = status.get(chapter) or {}
         if (not force and prev.get("status") == "finished" and prev.get("key") == key
-                and (root / prev.get("output", "")).is_file()):
+                and (root / prev.get("output", "")).is_file()
+                and all((root / m).is_file() for m in prev.get("metrics", []))):
             rec = {**prev, "reused": True, "reused_at": _now()}
             tqdm.write(f"[stablelm2] {chapter} reused (unchanged since {prev.get('started')} at "
                        f"{prev.get('commit', '?')})")
@@ -317,6 +339,8 @@ def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[st
             own = {k: v for k, v in parameters.items() if k in declared}
             rec = execute(chapter, preset, own, nb_dir=nb_dir, root=root, progress=progress, timeout_s=timeout_s)
             rec.update(key=key, key_parts=parts, commit=commit, reused=False, why=why or "unchanged")
+            metrics = root / preset / chapter / "metrics.json"
+            rec["metrics"] = [str(metrics.relative_to(root))] if metrics.is_file() else []
             if rec["status"] != "finished":
                 where = "" if rec.get("cell") is None else f" in cell {rec['cell']}"
                 tqdm.write(f"[stablelm2] {chapter} FAILED{where} after {rec['duration_s']} s: {rec['error']}")

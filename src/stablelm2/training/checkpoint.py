@@ -65,26 +65,29 @@ class CheckpointError(RuntimeError):
 
 def identity(cfg: Config, world_size: int, **extra: Any) -> dict[str, Any]:
     """What must match for a checkpoint to continue this run: the config sections that shape the weights, and
-    for local data the sample and split rule it was drawn with (:func:`local_data_inputs`)."""
+    for local data the code and sample it was trained with (:func:`local_inputs_digest`; at ``data.source =
+    'hub'`` a cluster run must resume across an edit of, say, its logging, so code is not part of it)."""
     full = cfg.to_dict()
     out: dict[str, Any] = {}
     for section in ("model", "data", "schedule", "train"):
         out[section] = {k: v for k, v in full[section].items() if k not in _NOT_IDENTITY.get(section, set())}
     out["seed"] = cfg.run.seed
     out["world_size"] = world_size
-    if cfg.data.source != "hub":
-        out["data_inputs"] = local_data_inputs()
+    if cfg.data.source != "hub":  # a cached small model; a cluster run resumes across code edits
+        out["local_inputs"] = local_inputs_digest()
     out.update({k: v for k, v in extra.items()})
     return json.loads(json.dumps(out, sort_keys=True, default=list))
 
 
-def local_data_inputs() -> dict[str, str]:
-    """sha256 of what decides the local training data: the shipped sample (its manifest carries every file's
-    sha256) and the source of the split rule, so a cleaned sample or a new split never reuses an old model."""
-    from ..data import sample, split
+def local_inputs_digest(pkg_dir: Path | None = None) -> str:
+    """sha256 over what decides a local run's weights besides its config: the source of every ``stablelm2``
+    module the engine imports (data loading, split rule, model, schedule, …) and the data files beside them
+    (the shipped sample and its manifest). A cleaned sample, a new split or a changed engine therefore never
+    reuses a model cached for the old one. ``pkg_dir``: the package folder (default: this one)."""
+    from .. import fingerprint as fp
 
-    return {"sample_manifest": hashlib.sha256(sample.MANIFEST.read_bytes()).hexdigest(),
-            "split_rule": hashlib.sha256(Path(split.__file__).read_bytes()).hexdigest()}
+    digests = fp.source_digests(fp.module_closure(["stablelm2.training.engine"], pkg_dir), pkg_dir)
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
