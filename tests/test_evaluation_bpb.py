@@ -63,11 +63,19 @@ def test_score_matches_a_direct_computation_and_does_not_depend_on_batching(wins
     assert one.sum() / sub.n_tokens.sum() == pytest.approx(math.log(lm.config.vocab_size), rel=0.05)
 
 
-def test_unigram_floor_is_the_add_one_formula(wins):
+def test_unigram_floor_is_the_additive_formula_with_k_tuned_on_training_counts(wins):
     counts = Counter({wins.ids[0][1]: 3, 7: 1})
-    v = bpb.unigram_score(counts, wins, vocab_size=100)
+    v = bpb.unigram_score(counts, wins, vocab_size=100, k=1.0)
     w = wins.ids[0]
     assert v[0] == pytest.approx(-sum(math.log((counts.get(t, 0) + 1) / 104) for t in w[1:]))
+    half = bpb.unigram_score(counts, wins, vocab_size=100, k=0.5)
+    assert half[0] == pytest.approx(-sum(math.log((counts.get(t, 0) + 0.5) / 54) for t in w[1:]))
+    # many tokens over a large vocabulary: leave-one-out picks a small k; a flat count picks a large one
+    peaked = Counter({i: 1000 // (i + 1) for i in range(200)})
+    assert bpb.unigram_k(peaked, 100_352) < 0.1
+    assert bpb.unigram_k(Counter({i: 1 for i in range(50)}), 50) == max(bpb.K_GRID)
+    with pytest.raises(bpb.BPBError, match="at least 2 training tokens"):
+        bpb.unigram_k(Counter({3: 1}), 10)
     with pytest.raises(bpb.BPBError, match="vocab_size"):
         bpb.unigram_score(counts, wins, vocab_size=1)
 
@@ -89,6 +97,9 @@ def test_tables_bootstrap_and_paired_differences(wins):
     assert ab["decided"] and ab["lo"] > 0 and ab["p"] == 0
     same = pr[(pr["group"] == "all") & (pr["to"] == "same")].iloc[0]
     assert same["delta_bpb"] == 0 and not same["decided"]
+    # a clear difference on fewer than MIN_DOCS documents is not decided: windows of one document are one draw
+    few = pr[(pr["to"] == "b") & (pr["documents"] < bpb.MIN_DOCS)]
+    assert len(few) and not few["decided"].any() and (few["lo"] > 0).all()
     import matplotlib
 
     matplotlib.use("Agg")
