@@ -87,3 +87,29 @@ def test_an_offline_run_never_asks_the_hub(paper, tmp_path):
     hub = next(r for r in rows if r["item"] == "hub")
     assert not hub["ok"] and "not checked: this run is offline" in hub["detail"]
     assert preflight.probe_for(paper).hub is not preflight.offline_hub
+
+
+def test_the_hub_check_tells_gated_from_an_outage():
+    """Only the Hub's own 'gated' answer is reported as gated; an HTTP failure is 'did not answer'."""
+    import httpx
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    from stablelm2.training import preflight
+
+    def error(cls, msg):
+        return cls(msg, response=httpx.Response(503 if cls is HfHubHTTPError else 403,
+                                                 request=httpx.Request("GET", "http://127.0.0.1/")))
+
+    class FakeApi:  # answers like huggingface_hub.HfApi for three datasets
+        def dataset_info(self, ds):
+            return type("Info", (), {"gated": ds != "open/ds"})()
+
+        def list_repo_files(self, ds, repo_type):
+            if ds == "down/ds":
+                raise error(HfHubHTTPError, "503 Service Unavailable")
+            raise error(GatedRepoError, "403 gated")
+
+    got = preflight._real_hub(["open/ds", "gated/ds", "down/ds"], api=FakeApi())
+    assert got["open/ds"] is None
+    assert got["gated/ds"].startswith("gated")
+    assert got["down/ds"].startswith("the Hub did not answer") and "HfHubHTTPError" in got["down/ds"]

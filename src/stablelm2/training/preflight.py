@@ -59,12 +59,14 @@ def _real_disk_free(path: Path) -> int:
     return int(shutil.disk_usage(p).free)
 
 
-def _real_hub(dataset_ids: list[str]) -> dict[str, str | None]:
-    """``{dataset id: None if readable else the reason}`` (one metadata request per dataset)."""
+def _real_hub(dataset_ids: list[str], api: Any = None) -> dict[str, str | None]:
+    """``{dataset id: None if readable else the reason}`` (one metadata request per dataset).
+
+    ``api``: a ``huggingface_hub.HfApi`` (default: a new one with this machine's token)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-    api = HfApi()
+    api = api or HfApi()
     out: dict[str, str | None] = {}
     for ds in dataset_ids:
         try:
@@ -81,13 +83,17 @@ def _real_hub(dataset_ids: list[str]) -> dict[str, str | None]:
 
 
 def _gated_access(api: Any, ds: str) -> bool:
-    """Whether this token may read a gated dataset: listing its files needs the access."""
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+    """Whether this token may read a gated dataset: listing its files needs the access.
+
+    Only the Hub's own "gated" answer means no access; an outage or another HTTP error propagates to the
+    caller, which reports it as "the Hub did not answer" rather than as a missing licence acceptance.
+    """
+    from huggingface_hub.errors import GatedRepoError
 
     try:
         api.list_repo_files(ds, repo_type="dataset")
         return True
-    except (GatedRepoError, HfHubHTTPError):
+    except GatedRepoError:
         return False
 
 
