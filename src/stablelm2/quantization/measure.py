@@ -166,13 +166,15 @@ def greedy(engine: Engine, prompt: list[int], n: int) -> list[int]:
 def speed(engine: Engine, prompt: list[int], gen_tokens: int, *, repeats: int = 2) -> dict[str, Any]:
     """Prompt processing (one batch of ``len(prompt)`` tokens) and generation (``gen_tokens`` greedy steps), tokens/s.
 
-    Best of ``repeats`` (other processes only ever slow a run down), after one untimed warm-up; also
-    the greedily generated ids (the same in every repeat).
+    Best of ``repeats`` (other processes only ever slow a run down), after one untimed warm-up; every
+    repeat's generation rate is kept in ``tg_all`` (its spread is the run-to-run noise); also the greedily
+    generated ids (the same in every repeat).
     """
     if gen_tokens < 1 or len(prompt) < 1:
         raise ValueError("speed needs a non-empty prompt and at least one generated token")
     greedy(engine, prompt[:8], 2)  # warm-up: first-call allocations, page faults of mmapped weights
     pp_best = tg_best = 0.0
+    tg_all: list[float] = []
     for _ in range(repeats):
         generated = []
         t0 = time.perf_counter()
@@ -183,9 +185,10 @@ def speed(engine: Engine, prompt: list[int], gen_tokens: int, *, repeats: int = 
             logits = engine.step(generated[-1])
         t2 = time.perf_counter()
         pp_best = max(pp_best, len(prompt) / (t1 - t0))
-        tg_best = max(tg_best, gen_tokens / (t2 - t1))
-    return {"pp_tok_s": pp_best, "tg_tok_s": tg_best, "prompt_tokens": len(prompt), "gen_tokens": gen_tokens,
-            "repeats": repeats, "generated": generated}
+        tg_all.append(gen_tokens / (t2 - t1))
+        tg_best = max(tg_best, tg_all[-1])
+    return {"pp_tok_s": pp_best, "tg_tok_s": tg_best, "tg_all": tg_all, "prompt_tokens": len(prompt),
+            "gen_tokens": gen_tokens, "repeats": repeats, "generated": generated}
 
 
 def bandwidth_bound(*, bytes_per_token: float, bandwidth: float) -> float:

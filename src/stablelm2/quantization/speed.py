@@ -90,7 +90,7 @@ def speed_rows(cfg: Config, paths: dict[str, Path | str], *, bandwidth: float, p
         bound = measure.bandwidth_bound(bytes_per_token=bpt, bandwidth=bandwidth)
         rows.append({
             "format": fmt, "backend": get(fmt).backend, "bytes_on_disk": qbuild.size_on_disk(fmt, path),
-            "bytes_per_token": bpt, "pp_tok_s": s["pp_tok_s"], "tg_tok_s": s["tg_tok_s"],
+            "bytes_per_token": bpt, "pp_tok_s": s["pp_tok_s"], "tg_tok_s": s["tg_tok_s"], "tg_all": s["tg_all"],
             "bound_tok_s": bound, "frac_of_bound": s["tg_tok_s"] / bound,
             "threads": "MLX default" if get(fmt).backend == "mlx" else q.threads,
             "prompt_tokens": s["prompt_tokens"], "gen_tokens": s["gen_tokens"], "generated": s["generated"],
