@@ -66,23 +66,25 @@ def pretrained(cfg: Config, *, progress: bool = True) -> Path:
     stamp = out / "pretrained.json"
     if stamp.is_file() and (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
         return out
-    history = train_main(cfg, progress=progress)
+    rd = run_dir(cfg)
+    history = train_main(cfg, progress=progress, out=rd)
     from .. import tokenizer
 
     with atomic_dir(out) as tmp:  # replaces an incomplete earlier attempt (one without the stamp)
-        shutil.copytree(run_dir(cfg) / "model", tmp)
+        shutil.copytree(rd / "model", tmp)
         tokenizer.save_transformers(tmp)
         (tmp / "pretrained.json").write_text(json.dumps(
             {"fingerprint": history["fingerprint"], "identity": history["identity"], "summary": history["summary"],
-             "run_dir": str(run_dir(cfg)), "preset": cfg.run.preset}, indent=1), encoding="utf-8")
+             "run_dir": str(rd), "preset": cfg.run.preset}, indent=1), encoding="utf-8")
     return out
 
 
-def train_main(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
-    """The chapter's main run of ``cfg`` (read back when finished, resumed when interrupted)."""
+def train_main(cfg: Config, *, progress: bool = True, out: Path | None = None) -> dict[str, Any]:
+    """The chapter's main run of ``cfg`` (read back when finished, resumed when interrupted) in ``out``
+    (default :func:`run_dir`)."""
     from . import engine, launch, metrics
 
-    out = run_dir(cfg)
+    out = out or run_dir(cfg)
     hist = out / "history.json"
     if hist.is_file() and (out / "model").is_dir():
         return metrics.load_history(out)

@@ -41,6 +41,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,18 @@ def local_inputs_digest(pkg_dir: Path | None = None) -> str:
     """sha256 over what decides a local run's weights besides its config: the source of every ``stablelm2``
     module the engine imports (data loading, split rule, model, schedule, …) and the data files beside them
     (the shipped sample and its manifest). A cleaned sample, a new split or a changed engine therefore never
-    reuses a model cached for the old one. ``pkg_dir``: the package folder (default: this one)."""
+    reuses a model cached for the old one. ``pkg_dir``: a package folder to digest; by default this package,
+    digested once per process (a process runs the code it loaded, and a run directory named from it must not
+    move when a file is edited while the run trains)."""
+    return _this_package_digest() if pkg_dir is None else _digest(pkg_dir)
+
+
+@lru_cache(maxsize=1)
+def _this_package_digest() -> str:
+    return _digest(None)
+
+
+def _digest(pkg_dir: Path | None) -> str:
     from .. import fingerprint as fp
 
     digests = fp.source_digests(fp.module_closure(["stablelm2.training.engine"], pkg_dir), pkg_dir)
