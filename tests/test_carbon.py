@@ -31,7 +31,7 @@ def test_implied_power_inverts_the_formula_and_sits_below_the_a100_tdp():
 def test_gpu_table_matches_facts_and_the_configs_gpu_choices():
     a100 = carbon.gpu_type("A100-40GB")
     assert (a100.peak_tflops, a100.tdp_w) == (312.0, 400.0)
-    for name in config._CHOICES["train.gpu"]:
+    for name in config.choices()["train.gpu"]:
         if name != "cpu":
             assert carbon.gpu_type(name).name == name
 

@@ -245,13 +245,13 @@ def _switches():
 
 
 def _every_value():
-    for q in sorted(set(config._CHOICES) | set(_switches())):
-        for v in config._CHOICES.get(q, (False, True)):
+    for q in sorted(set(config.choices()) | set(_switches())):
+        for v in config.choices().get(q, (False, True)):
             yield q, v
 
 
 def test_every_choice_field_and_switch_has_a_path_here():
-    assert set(PATHS) == set(config._CHOICES) | set(_switches())
+    assert set(PATHS) == set(config.choices()) | set(_switches())
 
 
 @pytest.mark.parametrize(("field", "value"), list(_every_value()))
@@ -272,3 +272,47 @@ def test_every_allowed_value_is_honoured_or_refused_at_load(field, value, monkey
         assert REFUSED[(field, value)] in str(err.value)
         return
     path(config.load(preset, **overrides))
+
+
+# ------------------------------------------------------------------ validation beside the fields (issue 18 item 4)
+
+
+def test_every_number_declares_its_range_and_every_choice_is_a_literal():
+    for section, cls in config.SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.type in ("int", "float"):
+                assert f.metadata.get("range") in config.RANGE_RULES, f"{section}.{f.name}"
+    assert config.choices()["schedule.kind"] == ("hybrid", "hybrid2", "cosine", "rsqrt", "constant")
+    assert config.choices()["train.gpu"][-1] == "cpu"
+
+
+def test_a_section_checks_its_fields_when_built():
+    with pytest.raises(ConfigError, match="train.steps = -1 must be positive"):
+        config.TrainConfig(steps=-1)
+    with pytest.raises(ConfigError, match="schedule.kind = 'linear' is not allowed; choose one of: hybrid"):
+        config.ScheduleConfig(kind="linear")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="data.val_fraction = 1.5 must be a fraction between 0 and 1"):
+        config.DataConfig(val_fraction=1.5)
+    with pytest.raises(ConfigError, match="run.threads = -1 must not be negative"):
+        config.RunConfig(threads=-1)
+    with pytest.raises(TypeError, match="stepz"):  # a misspelt field in a preset fails where it is written
+        config.TrainConfig(stepz=40)  # type: ignore[call-arg]
+    assert config.ScheduleConfig(peak_lr=1).peak_lr == 1.0 and isinstance(config.ScheduleConfig(peak_lr=1).peak_lr,
+                                                                           float)
+
+
+def test_section_rules_run_in_validate_and_cross_rules_in_check_across():
+    s = config.ScheduleConfig(min_lr=0.5, peak_lr=0.1)  # each field is fine on its own
+    with pytest.raises(ConfigError, match="schedule.min_lr = 0.5 is above schedule.peak_lr"):
+        s.validate()
+    cfg = config.load("cpu")
+    bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seq_len=1024))
+    with pytest.raises(ConfigError, match="data.seq_len = 1024 exceeds model.max_position_embeddings = 512"):
+        config.check_across(bad)
+
+
+def test_presets_are_built_from_section_instances():
+    assert set(config.PRESET_CONFIGS) == set(config.PRESETS)
+    for name, preset in config.PRESET_CONFIGS.items():
+        assert isinstance(preset.train, config.TrainConfig) and preset.run.preset == name
+        assert config.load(name) == preset

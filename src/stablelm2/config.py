@@ -11,23 +11,51 @@ work starts* with a :class:`ConfigError` that names the field, the value and wha
 
 Overrides are keyed ``"section.field"`` (or ``section__field``, which is a valid Python keyword
 for papermill parameters), or by the bare field name when only one section has it.
+
+Validation sits beside the fields, in three layers:
+
+- each field's type: a choice field is a ``Literal`` (its allowed values are its type), and every
+  number declares its range with the field (:func:`positive`, :func:`non_negative`,
+  :func:`fraction`; a numeric field without one is refused when this module is imported);
+  checked whenever a section is built (``TrainConfig(steps=-1)`` raises), so a preset with a
+  bad value or a misspelt field fails at import;
+- each section's ``validate()``: rules between the fields of one section;
+- :func:`check_across`: the rules that join sections (batch × sequence length, the network and the
+  preset, the device and the precision), run by :func:`load` after every section's own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import numbers
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from . import hardware  # the spine's GPU table (hardware imports neither torch nor this module at import)
 
-PRESETS = ("smoke", "cpu", "paper")
 Preset = Literal["smoke", "cpu", "paper"]
+PRESETS: tuple[str, ...] = typing.get_args(Preset)
+Device = Literal["auto", "cpu", "cuda"]
+DataSource = Literal["hub", "local"]
+ScheduleKind = Literal["hybrid", "hybrid2", "cosine", "rsqrt", "constant"]
+TOrigin = Literal["zero", "warmup_end"]
+RsqrtMin = Literal["additive", "none", "clip"]
+Precision = Literal["bf16", "fp32"]
+GpuName = Literal["A100-40GB", "A100-80GB", "H100-80GB", "cpu"]
+"""``hardware.GPU_NAMES`` and ``"cpu"`` (checked to agree when this module is imported)."""
+Backend = Literal["auto", "torch", "deepspeed"]
+Tracker = Literal["tensorboard", "wandb", "trackio", "none"]
+TurnUnit = Literal["exchange", "message"]
+
+if typing.get_args(GpuName) != (*hardware.GPU_NAMES, "cpu"):
+    raise RuntimeError(f"config.GpuName {typing.get_args(GpuName)} must be hardware.GPU_NAMES "
+                       f"{hardware.GPU_NAMES} plus 'cpu'; update one to match the other")
 
 
 class ConfigError(ValueError):
@@ -35,242 +63,413 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Sections. Each field has a docstring-like comment; defaults are the `paper` values unless noted.
+# Range rules, declared with each numeric field.
+# --------------------------------------------------------------------------------------------
+
+RANGE_RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    "positive": (lambda v: v > 0, "must be positive"),
+    "non-negative": (lambda v: v >= 0, "must not be negative (0 is allowed)"),
+    "fraction": (lambda v: 0.0 <= v <= 1.0, "must be a fraction between 0 and 1"),
+}
+"""Rule name → (test, what the error says). Every ``int``/``float`` field names one in its metadata."""
+
+_T = TypeVar("_T", int, float)
+
+
+def positive(default: _T) -> _T:
+    """A numeric field that must be > 0."""
+    return field(default=default, metadata={"range": "positive"})  # type: ignore[no-any-return]
+
+
+def non_negative(default: _T) -> _T:
+    """A numeric field that must be ≥ 0 (0 usually means 'off' or 'all'; the field's docstring says which)."""
+    return field(default=default, metadata={"range": "non-negative"})  # type: ignore[no-any-return]
+
+
+def fraction(default: _T) -> _T:
+    """A numeric field that must lie in [0, 1]."""
+    return field(default=default, metadata={"range": "fraction"})  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Literal:
+        return "str"
+    if typing.get_origin(annotation) is tuple:
+        return "tuple"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _check_field(q: str, value: Any, annotation: Any) -> Any:
+    """``value`` of field ``q`` checked against its annotation (ints widened to float where a float is
+    declared); ConfigError on the wrong type, a value outside a ``Literal`` or a non-finite float."""
+    origin = typing.get_origin(annotation)
+    wrong = ConfigError(f"{q} = {value!r} has the wrong type: expected {_type_name(annotation)}, "
+                        f"got {type(value).__name__}")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise wrong
+    elif annotation is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise wrong
+        value = int(value)
+    elif annotation is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise wrong
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{q} = {value!r} must be a finite number (NaN and infinity compare false with "
+                              "every bound, so no check could hold)")
+    elif annotation is str:
+        if not isinstance(value, str):
+            raise wrong
+    elif origin is Literal:
+        allowed = typing.get_args(annotation)
+        if not isinstance(value, str):
+            raise wrong
+        if value not in allowed:
+            raise ConfigError(f"{q} = {value!r} is not allowed; choose one of: {', '.join(allowed)}")
+    elif origin is tuple:
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise wrong
+    else:
+        raise TypeError(f"{q}: the config cannot check fields annotated {annotation!r}")
+    return value
+
+
+class _Section:
+    """Base of every section: its fields are checked when it is built, its own rules by ``validate()``."""
+
+    NAME: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            q = f"{self.NAME}.{f.name}"
+            value = _check_field(q, getattr(self, f.name), hints[f.name])
+            rule = f.metadata.get("range")
+            if rule is not None and not RANGE_RULES[rule][0](value):
+                raise ConfigError(f"{q} = {value!r} {RANGE_RULES[rule][1]}")
+            object.__setattr__(self, f.name, value)
+
+    def validate(self) -> None:
+        """Rules between this section's fields (none unless the section says so)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections. Each field has a docstring; defaults are the `paper` values unless noted.
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    preset: str = "paper"
+class RunConfig(_Section):
+    preset: Preset = "paper"
     """Which scale: smoke (tests, seconds), cpu (a laptop, minutes), paper (GPU nodes + Hub)."""
-    seed: int = 1234
+    seed: int = positive(1234)
     """Global seed (the official config's 1234). Same preset and parameters give the same numbers."""
     offline: bool = False
     """True: nothing may touch the network (smoke/cpu). The paper preset may use the Hub."""
-    device: str = "auto"
+    device: Device = "auto"
     """'cpu', 'cuda' or 'auto' (cuda when available)."""
-    threads: int = 0
+    threads: int = non_negative(0)
     """torch intra-op threads; 0 keeps torch's default."""
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    source: str = "hub"
+class DataConfig(_Section):
+    source: DataSource = "hub"
     """'hub' streams the paper's sources from the Hugging Face Hub; 'local' reads the shipped sample."""
-    seq_len: int = 4096
+    seq_len: int = positive(4096)
     """Tokens per packed training sequence."""
-    total_tokens: int = 2_000_000_000_000
+    total_tokens: int = positive(2_000_000_000_000)
     """Size of the pre-training mix in tokens (paper: ~2T, seen for two epochs)."""
-    epochs: int = 2
+    epochs: int = positive(2)
     """Passes over the mix."""
-    max_docs_per_source: int = 0
+    max_docs_per_source: int = non_negative(0)
     """Cap on documents read per source (0 = no cap)."""
-    val_fraction: float = 0.05
+    val_fraction: float = fraction(0.05)
     """Share of the local sample held out for validation."""
     table1_path: str = ""
     """Optional path to a reader-filled Table 1 (CSV); empty = the paper's weights are unknown."""
-    val_batches: int = 8
+    val_batches: int = positive(8)
     """Held-out packed batches per source for per-domain/per-language validation loss."""
-    bpe_vocab: int = 100_289
+    bpe_vocab: int = positive(100_289)
     """Vocabulary of the BPE trained here for chapter 02's compression study (Arcade100k-sized)."""
-    study_chars: int = 0
+    study_chars: int = non_negative(0)
     """Characters per sample source used by the compression study (0 = all)."""
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    n_layers: int = 24
+class ModelConfig(_Section):
+    n_layers: int = positive(24)
     """Transformer blocks."""
-    d_model: int = 2048
+    d_model: int = positive(2048)
     """Hidden width."""
-    n_heads: int = 32
+    n_heads: int = positive(32)
     """Attention heads (multi-head, no GQA)."""
-    d_ff: int = 5632
+    d_ff: int = positive(5632)
     """SwiGLU intermediate size."""
-    vocab_size: int = 100_352
+    vocab_size: int = positive(100_352)
     """Embedding rows: Arcade100k's 100,289 padded to a multiple of 64."""
-    max_position_embeddings: int = 4096
+    max_position_embeddings: int = positive(4096)
     """Longest context the rotary embedding is configured for."""
-    rotary_pct: float = 0.25
+    rotary_pct: float = fraction(0.25)
     """Share of each head's dimensions that rotate (RoPE on 25 %)."""
-    rope_theta: float = 10_000.0
+    rope_theta: float = positive(10_000.0)
     """RoPE base."""
-    norm_eps: float = 1e-5
+    norm_eps: float = positive(1e-5)
     """LayerNorm epsilon."""
     qkv_bias: bool = True
     """Biases on the Q, K, V projections only."""
     tie_embeddings: bool = False
     """Whether input and output embeddings share weights (paper: untied). Only False is accepted: the
     checkpoint, GGUF/OpenVINO and MLX paths of this project assume a separate output matrix."""
-    init_std: float = 0.02
+    init_std: float = non_negative(0.02)
     """Std of the normal initialisation."""
+
+    def validate(self) -> None:
+        """Rules between this section's fields; ConfigError naming the field and the fix."""
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"model.n_heads = {self.n_heads} does not divide model.d_model = {self.d_model}; "
+                "pick a head count that divides the width"
+            )
+        head = self.d_model // self.n_heads
+        if head % 2 or int(head * self.rotary_pct) % 2:
+            raise ConfigError(
+                f"model.rotary_pct = {self.rotary_pct} gives an odd number of rotary dims per head "
+                f"(head dim {head}); rotary dims must be even"
+            )
+        if self.vocab_size < 100_289:
+            raise ConfigError(
+                f"model.vocab_size = {self.vocab_size} is smaller than Arcade100k's 100,289 tokens; "
+                "use 100352 (padded to a multiple of 64)"
+            )
+        if self.tie_embeddings:
+            raise ConfigError(
+                "model.tie_embeddings = True is not supported: the paper's model is untied, and this project's "
+                "checkpoints (safetensors refuses shared tensors), GGUF/OpenVINO bytes-per-token and MLX export "
+                "all assume a separate output matrix; leave it False"
+            )
 
 
 @dataclass(frozen=True)
-class ScheduleConfig:
-    kind: str = "hybrid"
+class ScheduleConfig(_Section):
+    kind: ScheduleKind = "hybrid"
     """'hybrid' (Eq. 1), 'hybrid2' (App. B hyb2), 'cosine', 'rsqrt' (Eq. 2) or 'constant'."""
-    peak_lr: float = 1e-3
+    peak_lr: float = positive(1e-3)
     """η_max."""
-    min_lr: float = 1e-4
+    min_lr: float = non_negative(1e-4)
     """η_min."""
-    warmup_steps: int = 9720
+    warmup_steps: int = non_negative(9720)
     """Linear warm-up steps."""
-    total_steps: int = 540_000
+    total_steps: int = positive(540_000)
     """T of Eq. 1: the horizon the cosine branch and the switch point are measured on."""
-    switch_frac: float = 0.25
+    switch_frac: float = fraction(0.25)
     """Where the cosine branch hands over to α/√(t+β), as a fraction of T (hyb: 1/4; hyb2 doubles it to 1/2)."""
-    cooldown_steps: int = 80_000
+    cooldown_steps: int = non_negative(80_000)
     """Linear cool-down to zero at the end of the run."""
-    cosine_period: float = 1.0
+    cosine_period: float = positive(1.0)
     """Period of Eq. 1's cosine in units of T: 1 = full period (η_min at T/2, T/4 its midpoint); 2 = half-cosine over T."""
-    t_origin: str = "warmup_end"
+    t_origin: TOrigin = "warmup_end"
     """What t of Eq. 1 counts from: 'warmup_end' (GPT-NeoX: steps after warm-up) or 'zero' (the global step)."""
     horizon_excludes_warmup: bool = True
     """True: Eq. 1's T is total_steps − warmup_steps (GPT-NeoX's lr-decay span); False: T = total_steps."""
-    rsqrt_min: str = "additive"
+    rsqrt_min: RsqrtMin = "additive"
     """How η_min enters Eq. 1's second branch: 'additive' η_min + α/√(t+β), 'none' α/√(t+β), 'clip' max(η_min, ·)."""
+
+    def validate(self) -> None:
+        """Rules between this section's fields (Eq. 1's switch inside the run, η_min ≤ η_max); ConfigError."""
+        if self.min_lr > self.peak_lr:
+            raise ConfigError(f"schedule.min_lr = {self.min_lr} is above schedule.peak_lr = {self.peak_lr}; "
+                              "η_min must be ≤ η_max")
+        if self.warmup_steps >= self.total_steps:
+            raise ConfigError(
+                f"schedule.warmup_steps = {self.warmup_steps} is not shorter than schedule.total_steps = "
+                f"{self.total_steps}; the warm-up must end inside the run"
+            )
+        hybrid = self.kind in ("hybrid", "hybrid2")
+        frac = self.switch_frac * (2 if self.kind == "hybrid2" else 1)
+        horizon = self.total_steps - (self.warmup_steps if self.horizon_excludes_warmup else 0)
+        switch = frac * horizon + (self.warmup_steps if self.t_origin == "warmup_end" else 0)
+        if hybrid and not (self.warmup_steps <= switch < self.total_steps):
+            raise ConfigError(
+                f"schedule.switch_frac = {self.switch_frac} puts the switch at step {switch:.0f}, outside "
+                f"[{self.warmup_steps}, {self.total_steps}); choose a fraction after the warm-up"
+            )
+        if hybrid and not 0 < self.switch_frac < self.cosine_period / 2:
+            raise ConfigError(
+                f"schedule.switch_frac = {self.switch_frac} must lie strictly between 0 and schedule.cosine_period "
+                f"/ 2 = {self.cosine_period / 2}: Eq. 1's rsqrt branch needs the cosine still falling at the switch"
+            )
+        if self.kind == "rsqrt" and self.warmup_steps == 0:
+            raise ConfigError("schedule.kind = 'rsqrt' needs schedule.warmup_steps > 0: Eq. 2 is η_max·√(warm-up/t)")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 500_000
+class TrainConfig(_Section):
+    steps: int = positive(500_000)
     """Optimizer steps of the run (paper: 420k + 80k cool-down)."""
-    global_batch_tokens: int = 8_388_608
+    global_batch_tokens: int = positive(8_388_608)
     """Tokens per optimizer step (2 × 2 × 512 × 4096)."""
-    micro_batch: int = 2
+    micro_batch: int = positive(2)
     """Sequences per process per forward pass."""
-    n_procs: int = 512
+    n_procs: int = positive(512)
     """Data-parallel processes (GPUs at paper scale)."""
-    n_nodes: int = 64
+    n_nodes: int = positive(64)
     """Machines (P4d: 8 A100-40GB each)."""
-    zero_stage: int = 1
+    zero_stage: int = non_negative(1)
     """ZeRO stage: optimizer state sharded across processes."""
-    weight_decay: float = 0.1
+    weight_decay: float = positive(0.1)
     """AdamW weight decay."""
-    beta1: float = 0.9
+    beta1: float = positive(0.9)
     """AdamW β1."""
-    beta2: float = 0.95
+    beta2: float = positive(0.95)
     """AdamW β2."""
-    eps: float = 1e-8
+    eps: float = positive(1e-8)
     """AdamW ε."""
-    grad_clip: float = 1.0
+    grad_clip: float = positive(1.0)
     """Global gradient-norm clipping."""
-    precision: str = "bf16"
+    precision: Precision = "bf16"
     """'bf16' (autocast, fp32 loss) or 'fp32'."""
-    checkpoint_every: int = 1000
+    checkpoint_every: int = non_negative(1000)
     """Write a resumable checkpoint every N steps (0 = never)."""
-    eval_every: int = 1000
+    eval_every: int = non_negative(1000)
     """Held-out validation every N steps (0 = only at the end)."""
-    gpu: str = "A100-40GB"
+    gpu: GpuName = "A100-40GB"
     """Accelerator the plan is priced for."""
     launch: bool = False
     """Paper preset only: really launch on the GPUs at hand instead of writing the plan."""
-    backend: str = "auto"
+    backend: Backend = "auto"
     """ZeRO engine: 'torch' (DDP + ZeroRedundancyOptimizer), 'deepspeed' (via accelerate), 'auto' (DeepSpeed on CUDA if installed)."""
-    trackers: str = "tensorboard"
+    trackers: Tracker = "tensorboard"
     """Experiment tracker the engine logs to through accelerate: 'tensorboard' (event files in the run folder), 'wandb' (offline unless preset paper), 'trackio' (local), 'none'."""
-    ablation_steps: int = 0
+    ablation_steps: int = non_negative(0)
     """Optimizer steps of each App. A/B ablation run at small scale (0 = ablations not run, as at paper)."""
-    ablation_batch_tokens: int = 4_194_304
+    ablation_batch_tokens: int = positive(4_194_304)
     """Global batch of the App. A/B ablations and App. D's baseline (paper: the 4M-token baseline of App. D)."""
-    ablation_d_model: int = 0
+    ablation_d_model: int = non_negative(0)
     """Width of the ablations' proxy model (0 = the preset's model; FFN scales along; the paper ablated 1B models)."""
-    ablation_val_seqs: int = 4
+    ablation_val_seqs: int = positive(4)
     """Held-out sequences per source on which each ablation run's final validation loss is measured."""
 
+    def validate(self) -> None:
+        """Rules between this section's fields; ConfigError naming the field and the fix."""
+        if self.n_procs % self.n_nodes:
+            raise ConfigError(f"train.n_procs = {self.n_procs} is not divisible by train.n_nodes = {self.n_nodes}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ConfigError(f"train.zero_stage = {self.zero_stage} is not a ZeRO stage; use 0, 1, 2 or 3")
+
 
 @dataclass(frozen=True)
-class AlignConfig:
-    sft_epochs: int = 3
+class AlignConfig(_Section):
+    sft_epochs: int = positive(3)
     """SFT epochs (paper: 3)."""
-    sft_global_batch: int = 512
+    sft_global_batch: int = positive(512)
     """SFT global batch in sequences (paper: 512)."""
-    sft_lr: float = 2e-5
+    sft_lr: float = positive(2e-5)
     """SFT peak lr: stripped in the paper; default is the Zephyr recipe's 2e-5 (an assumption)."""
-    sft_warmup_frac: float = 0.1
+    sft_warmup_frac: float = fraction(0.1)
     """SFT warm-up share: stripped in the paper; 0.1 assumed."""
-    sft_max_turns: int = 8
+    sft_max_turns: int = positive(8)
     """Samples with more than this many turns are dropped (paper: eight)."""
-    sft_max_samples: int = 0
+    sft_max_samples: int = non_negative(0)
     """Cap on SFT samples per source (0 = all)."""
-    dpo_beta: float = 0.01
+    dpo_beta: float = positive(0.01)
     """DPO β: stripped in the paper ("lowered"); the Zephyr recipe's later 0.01."""
-    dpo_lr: float = 5e-7
+    dpo_lr: float = positive(5e-7)
     """DPO lr: stripped in the paper; the Zephyr recipe's 5e-7."""
-    dpo_epochs: int = 1
+    dpo_epochs: int = positive(1)
     """DPO epochs (Zephyr recipe, Jan 2024)."""
-    dpo_min_chosen_score: float = 8.0
+    dpo_min_chosen_score: float = positive(8.0)
     """Pairs whose chosen response scores below this are dropped (UltraFeedback's 1–10 scale; paper: 8)."""
-    sk_prompts: int = 10_000
+    sk_prompts: int = positive(10_000)
     """Self-knowledge prompts (paper: 10k)."""
-    sk_epochs: int = 6
+    sk_epochs: int = positive(6)
     """Self-knowledge epochs (paper: 6)."""
-    sk_batch: int = 256
+    sk_batch: int = positive(256)
     """Self-knowledge batch (paper: 256)."""
-    sk_lr: float = 3e-6
+    sk_lr: float = positive(3e-6)
     """Self-knowledge peak lr (paper: 3e-6, cosine to 0)."""
-    sk_warmup_steps: int = 100
+    sk_warmup_steps: int = positive(100)
     """Self-knowledge warm-up steps (paper: 100)."""
-    max_steps: int = 0
+    max_steps: int = non_negative(0)
     """Cap on optimizer steps per stage (0 = as many as the epochs give)."""
-    sft_turn: str = "exchange"
+    sft_turn: TurnUnit = "exchange"
     """What one 'turn' of the >8-turn filter is: 'exchange' (a user message and its reply) or 'message'."""
-    micro_batch: int = 8
+    micro_batch: int = positive(8)
     """Sequences per device per forward pass in every stage (not in the paper; an assumption)."""
-    n_gpus: int = 8
+    n_gpus: int = positive(8)
     """Data-parallel processes of the fine-tuning plan (one 8-GPU node, as the Alignment Handbook's recipes)."""
-    dpo_global_batch: int = 128
+    dpo_global_batch: int = positive(128)
     """DPO pairs per step: not in the paper; the Zephyr recipe's 8 per device × 2 accumulation × 8 GPUs."""
-    max_length: int = 1024
+    max_length: int = positive(1024)
     """Longest tokenised DPO pair / self-knowledge example (Zephyr recipe: 1024); SFT packs to data.seq_len."""
-    sk_max_new_tokens: int = 256
+    sk_max_new_tokens: int = positive(256)
     """Tokens sampled per self-knowledge prompt and per continuation (not in the paper; an assumption)."""
 
+    def validate(self) -> None:
+        """Rules on this section's values; ConfigError naming the field and the fix."""
+        if not 1.0 <= self.dpo_min_chosen_score <= 10.0:
+            raise ConfigError(
+                f"align.dpo_min_chosen_score = {self.dpo_min_chosen_score} is outside UltraFeedback's 1–10 scale "
+                "(above it every scored pair is dropped, below it the filter keeps every pair); the paper uses 8"
+            )
+
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Section):
     model: str = "stabilityai/stablelm-2-1_6b"
     """Model to evaluate at paper scale (a Hub id or a local path)."""
-    limit: int = 0
+    limit: int = non_negative(0)
     """Examples per task (0 = all)."""
-    batch_size: int = 8
+    batch_size: int = positive(8)
     """Harness batch size."""
-    needle_depths: int = 35
+    needle_depths: int = positive(35)
     """Needle depths (App. C: 35)."""
-    needle_min_ctx: int = 500
+    needle_min_ctx: int = positive(500)
     """Shortest haystack in tokens."""
-    needle_max_ctx: int = 4000
+    needle_max_ctx: int = positive(4000)
     """Longest haystack in tokens."""
-    needle_n_ctx: int = 8
+    needle_n_ctx: int = positive(8)
     """Context sizes between min and max."""
-    needle_seeds: int = 10
+    needle_seeds: int = positive(10)
     """Repeats, each with its own seed (App. C: 10 runs)."""
-    needle_gen_tokens: int = 32
+    needle_gen_tokens: int = positive(32)
     """Tokens the model may generate to answer the needle question."""
-    bootstrap_iters: int = 100_000
+    bootstrap_iters: int = positive(100_000)
     """Harness bootstrap resamples for the stderr of non-mean metrics (the published runs: 100000)."""
     launch: bool = False
     """Paper preset only: really run the harness and the needle grid here instead of printing the plan."""
 
+    def validate(self) -> None:
+        """Rules between this section's fields; ConfigError naming the field and the fix."""
+        if self.needle_min_ctx > self.needle_max_ctx:
+            raise ConfigError(f"eval.needle_min_ctx = {self.needle_min_ctx} is above eval.needle_max_ctx = "
+                              f"{self.needle_max_ctx}")
+
 
 @dataclass(frozen=True)
-class QuantConfig:
+class QuantConfig(_Section):
     formats: tuple[str, ...] = ("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16", "OV_INT4", "MLX_Q4")
     """Formats to build and compare (stablelm2.quantization.formats.FORMATS)."""
     models: tuple[str, ...] = ("stabilityai/stablelm-2-1_6b", "stabilityai/stablelm-2-zephyr-1_6b")
     """Models to quantize: 'pretrained' (ch05), 'dpo' (ch06), 'random' (seeded untrained cfg.model) or a Hub id."""
-    threads: int = 2
+    threads: int = positive(2)
     """Threads for inference speed measurements."""
-    prompt_tokens: int = 64
+    prompt_tokens: int = positive(64)
     """Prompt length for prompt-processing speed."""
-    gen_tokens: int = 32
+    gen_tokens: int = positive(32)
     """Generated tokens for generation speed."""
-    speed_repeats: int = 2
+    speed_repeats: int = positive(2)
     """Timed repeats per format (the best is kept: other processes only slow a run down)."""
-    ppl_tokens: int = 65_536
+    ppl_tokens: int = positive(65_536)
     """Held-out tokens for perplexity and KL to the fp32 model."""
-    ppl_window: int = 4096
+    ppl_window: int = positive(4096)
     """Tokens per perplexity window."""
     speed_study_1p6b: bool = True
     """Also time the paper-size architecture with random weights."""
@@ -279,18 +478,23 @@ class QuantConfig:
 
 
 @dataclass(frozen=True)
-class CarbonConfig:
+class CarbonConfig(_Section):
     country: str = "USA"
     """ISO-3166 alpha-3 code (capitals) of the grid codecarbon's offline tracker meters against; checked
     against codecarbon's energy-mix table (stablelm2.grid), which would otherwise fall back to the world average."""
-    pue: float = 1.1
+    pue: float = positive(1.1)
     """Data-centre power usage effectiveness (paper: 1.1)."""
-    intensity_kg_per_kwh: float = 0.385
+    intensity_kg_per_kwh: float = positive(0.385)
     """Grid carbon intensity (paper: US average 0.385 kg CO2eq/kWh)."""
-    price_per_gpu_hour: float = 3.5
+    price_per_gpu_hour: float = positive(3.5)
     """Cloud price per GPU-hour (paper: ~3.5 USD)."""
     meter: bool = True
     """Meter each notebook run with codecarbon."""
+
+    def validate(self) -> None:
+        """Rules on this section's values (the country is checked by :func:`load` against codecarbon's table)."""
+        if self.pue < 1.0:
+            raise ConfigError(f"carbon.pue = {self.pue} is below 1; a PUE is total power over IT power, ≥ 1")
 
 
 @dataclass(frozen=True)
@@ -326,77 +530,81 @@ SECTIONS = _SECTION_TYPES
 """Section name → dataclass, e.g. ``SECTIONS["train"] is TrainConfig``."""
 
 
+def _declare_sections() -> None:
+    """Name every section and refuse a numeric field that declares no range rule (at import)."""
+    for name, cls in _SECTION_TYPES.items():
+        cls.NAME = name  # type: ignore[attr-defined]
+        for f in dataclasses.fields(cls):
+            hint = _hints(cls)[f.name]
+            if hint in (int, float) and f.metadata.get("range") not in RANGE_RULES:
+                raise TypeError(f"{name}.{f.name} is a number without a range rule: declare it with positive(), "
+                                "non_negative() or fraction() so its bound is explicit")
+
+
+_declare_sections()
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """``{"section.field": allowed values}`` of every choice field, read from its ``Literal`` type."""
+    return {f"{s}.{f.name}": typing.get_args(_hints(cls)[f.name])
+            for s, cls in _SECTION_TYPES.items() for f in dataclasses.fields(cls)
+            if typing.get_origin(_hints(cls)[f.name]) is Literal}
+
+
 # --------------------------------------------------------------------------------------------
-# Presets: the paper preset is the dataclass defaults; the others override a few fields.
+# Presets, built from section instances: the paper preset is the dataclass defaults, the others
+# change a few fields (a misspelt field or a bad value fails when this module is imported).
 # --------------------------------------------------------------------------------------------
 
-_PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {},
-    "cpu": {
-        "run": {"preset": "cpu", "offline": True, "device": "cpu"},
-        "data": {"source": "local", "seq_len": 128, "total_tokens": 2_000_000, "epochs": 2, "val_batches": 2,
-                 "bpe_vocab": 32_000},
-        "model": dict(n_layers=4, d_model=128, n_heads=4, d_ff=352, max_position_embeddings=512),
-        "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=4, total_steps=44, cooldown_steps=6),
-        "train": dict(steps=40, global_batch_tokens=1024, micro_batch=4, n_procs=2, n_nodes=1,
-                      precision="fp32", checkpoint_every=20, eval_every=20, gpu="cpu", ablation_steps=12,
-                      ablation_batch_tokens=512),
-        "align": dict(sft_epochs=1, sft_global_batch=8, sft_lr=1e-3, sft_max_samples=0, dpo_lr=1e-4,
-                      dpo_beta=0.1, dpo_epochs=1, sk_prompts=32, sk_epochs=2, sk_batch=16, sk_lr=3e-4,
-                      sk_warmup_steps=5, max_steps=16, micro_batch=4, n_gpus=1, dpo_global_batch=8, max_length=128,
-                      sk_max_new_tokens=16),
-        "eval": dict(model="", limit=64, batch_size=8, needle_depths=7, needle_min_ctx=64,
-                     needle_max_ctx=256, needle_n_ctx=4, needle_seeds=3, needle_gen_tokens=12,
-                     bootstrap_iters=1000),
-        "quant": dict(formats=("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP32", "OV_FP16", "OV_INT8", "OV_INT4",
-                               "MLX_Q4"), models=("pretrained", "dpo"), prompt_tokens=64, gen_tokens=32,
-                      ppl_tokens=1024, ppl_window=256),
-    },
-    "smoke": {
-        "run": {"preset": "smoke", "offline": True, "device": "cpu"},
-        "data": {"source": "local", "seq_len": 64, "total_tokens": 100_000, "epochs": 1,
-                 "max_docs_per_source": 20, "val_batches": 1,
-                 "bpe_vocab": 4_000, "study_chars": 20_000},
-        "model": dict(n_layers=2, d_model=64, n_heads=4, d_ff=176, max_position_embeddings=256),
-        "schedule": dict(peak_lr=3e-3, min_lr=3e-4, warmup_steps=2, total_steps=12, cooldown_steps=2),
-        "train": dict(steps=8, global_batch_tokens=512, micro_batch=4, n_procs=1, n_nodes=1,
-                      precision="fp32", checkpoint_every=4, eval_every=0, gpu="cpu", ablation_steps=2,
-                      ablation_batch_tokens=256, ablation_d_model=32, ablation_val_seqs=1),
-        "align": dict(sft_epochs=1, sft_global_batch=4, sft_lr=1e-3, sft_max_samples=8, dpo_lr=1e-4,
-                      dpo_beta=0.1, sk_prompts=8, sk_epochs=1, sk_batch=4, sk_lr=1e-3, sk_warmup_steps=1,
-                      max_steps=3, micro_batch=2, n_gpus=1, dpo_global_batch=4, max_length=64,
-                      sk_max_new_tokens=8),
-        "eval": dict(model="", limit=4, batch_size=4, needle_depths=3, needle_min_ctx=32,
-                     needle_max_ctx=64, needle_n_ctx=2, needle_seeds=2, needle_gen_tokens=6,
-                     bootstrap_iters=100),
-        "quant": dict(formats=("F16", "Q8_0", "Q4_0", "Q5_K_M", "OV_INT4", "MLX_Q4"), models=("random",),
-                      prompt_tokens=16, gen_tokens=8, speed_repeats=1, ppl_tokens=256, ppl_window=64,
-                      speed_study_1p6b=False),
-        "carbon": {},
-    },
+PRESET_CONFIGS: dict[str, Config] = {
+    "paper": Config(),
+    "cpu": Config(
+        run=RunConfig(preset="cpu", offline=True, device="cpu"),
+        data=DataConfig(source="local", seq_len=128, total_tokens=2_000_000, epochs=2, val_batches=2,
+                        bpe_vocab=32_000),
+        model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=352, max_position_embeddings=512),
+        schedule=ScheduleConfig(peak_lr=3e-3, min_lr=3e-4, warmup_steps=4, total_steps=44, cooldown_steps=6),
+        train=TrainConfig(steps=40, global_batch_tokens=1024, micro_batch=4, n_procs=2, n_nodes=1,
+                          precision="fp32", checkpoint_every=20, eval_every=20, gpu="cpu", ablation_steps=12,
+                          ablation_batch_tokens=512),
+        align=AlignConfig(sft_epochs=1, sft_global_batch=8, sft_lr=1e-3, sft_max_samples=0, dpo_lr=1e-4,
+                          dpo_beta=0.1, dpo_epochs=1, sk_prompts=32, sk_epochs=2, sk_batch=16, sk_lr=3e-4,
+                          sk_warmup_steps=5, max_steps=16, micro_batch=4, n_gpus=1, dpo_global_batch=8,
+                          max_length=128, sk_max_new_tokens=16),
+        eval=EvalConfig(model="", limit=64, batch_size=8, needle_depths=7, needle_min_ctx=64,
+                        needle_max_ctx=256, needle_n_ctx=4, needle_seeds=3, needle_gen_tokens=12,
+                        bootstrap_iters=1000),
+        quant=QuantConfig(formats=("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP32", "OV_FP16", "OV_INT8",
+                                   "OV_INT4", "MLX_Q4"), models=("pretrained", "dpo"), prompt_tokens=64,
+                          gen_tokens=32, ppl_tokens=1024, ppl_window=256),
+    ),
+    "smoke": Config(
+        run=RunConfig(preset="smoke", offline=True, device="cpu"),
+        data=DataConfig(source="local", seq_len=64, total_tokens=100_000, epochs=1, max_docs_per_source=20,
+                        val_batches=1, bpe_vocab=4_000, study_chars=20_000),
+        model=ModelConfig(n_layers=2, d_model=64, n_heads=4, d_ff=176, max_position_embeddings=256),
+        schedule=ScheduleConfig(peak_lr=3e-3, min_lr=3e-4, warmup_steps=2, total_steps=12, cooldown_steps=2),
+        train=TrainConfig(steps=8, global_batch_tokens=512, micro_batch=4, n_procs=1, n_nodes=1,
+                          precision="fp32", checkpoint_every=4, eval_every=0, gpu="cpu", ablation_steps=2,
+                          ablation_batch_tokens=256, ablation_d_model=32, ablation_val_seqs=1),
+        align=AlignConfig(sft_epochs=1, sft_global_batch=4, sft_lr=1e-3, sft_max_samples=8, dpo_lr=1e-4,
+                          dpo_beta=0.1, sk_prompts=8, sk_epochs=1, sk_batch=4, sk_lr=1e-3, sk_warmup_steps=1,
+                          max_steps=3, micro_batch=2, n_gpus=1, dpo_global_batch=4, max_length=64,
+                          sk_max_new_tokens=8),
+        eval=EvalConfig(model="", limit=4, batch_size=4, needle_depths=3, needle_min_ctx=32,
+                        needle_max_ctx=64, needle_n_ctx=2, needle_seeds=2, needle_gen_tokens=6,
+                        bootstrap_iters=100),
+        quant=QuantConfig(formats=("F16", "Q8_0", "Q4_0", "Q5_K_M", "OV_INT4", "MLX_Q4"), models=("random",),
+                          prompt_tokens=16, gen_tokens=8, speed_repeats=1, ppl_tokens=256, ppl_window=64,
+                          speed_study_1p6b=False),
+    ),
 }
+"""Preset name → its :class:`Config` before overrides (validated across sections by :func:`load`)."""
+if tuple(PRESET_CONFIGS) != ("paper", "cpu", "smoke") or any(c.run.preset != p for p, c in PRESET_CONFIGS.items()):
+    raise RuntimeError("every preset's run.preset must be its own name")
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "run.preset": PRESETS,
-    "run.device": ("auto", "cpu", "cuda"),
-    "data.source": ("hub", "local"),
-    "schedule.kind": ("hybrid", "hybrid2", "cosine", "rsqrt", "constant"),
-    "schedule.t_origin": ("zero", "warmup_end"),
-    "schedule.rsqrt_min": ("additive", "none", "clip"),
-    "train.precision": ("bf16", "fp32"),
-    "align.sft_turn": ("exchange", "message"),
-    "train.gpu": (*hardware.GPU_NAMES, "cpu"),
-    "train.backend": ("auto", "torch", "deepspeed"),
-    "train.trackers": ("tensorboard", "wandb", "trackio", "none"),
-}
 _COUNTRY_FIELDS = ("carbon.country",)
 """Fields holding a grid country: each is checked against codecarbon's table (stablelm2.grid.country_code)."""
-_FRACTIONS = {"data.val_fraction", "schedule.switch_frac", "align.sft_warmup_frac", "model.rotary_pct"}
-_MAY_BE_ZERO = {
-    "run.threads", "data.max_docs_per_source", "data.study_chars", "train.checkpoint_every", "train.eval_every",
-    "align.sft_max_samples", "align.max_steps", "eval.limit", "schedule.cooldown_steps",
-    "schedule.warmup_steps", "train.zero_stage", "model.init_std", "train.ablation_steps", "train.ablation_d_model", "schedule.min_lr",
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,90 +671,44 @@ def _resolve_key(key: str) -> tuple[str, str]:
     return index[key][0], key
 
 
-def _coerce(qualified: str, value: Any, annotation: Any) -> Any:
-    """Check (and gently coerce) one value against its annotation; raise ConfigError otherwise."""
+def _coerce(value: Any, annotation: Any) -> Any:
+    """Read an override the way the command line and papermill hand it over: text → the field's type
+    (``"6"`` → 6, ``"false"`` → False, ``"F16,Q4_0"`` → a tuple), a whole float → int, a list → tuple.
+    Anything else is returned as it is, for the section to check (and refuse with the field's name)."""
     origin = typing.get_origin(annotation)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if annotation is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if annotation is int:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
             try:
                 return int(value.replace("_", ""))
             except ValueError:
-                pass
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return value
+    if annotation is float and isinstance(value, str):
+        try:
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif annotation is str:
-        if isinstance(value, str):
+        except ValueError:
             return value
-    elif origin is tuple:
+    if origin is tuple:
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list):
             return tuple(value)
-    tname = getattr(annotation, "__name__", str(annotation))
-    raise ConfigError(f"{qualified} = {value!r} has the wrong type: expected {tname}, got {type(value).__name__}")
+    return value
 
 
-def _check_values(cfg: Config) -> None:
-    for section, cls in _SECTION_TYPES.items():
-        sec = getattr(cfg, section)
-        for f in dataclasses.fields(cls):
-            q = f"{section}.{f.name}"
-            v = getattr(sec, f.name)
-            if q in _CHOICES and v not in _CHOICES[q]:
-                raise ConfigError(f"{q} = {v!r} is not allowed; choose one of: {', '.join(_CHOICES[q])}")
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{q} = {v!r} must be a finite number (NaN and infinity compare false with "
-                                  "every bound, so no check could hold)")
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                if q in _FRACTIONS and not 0.0 <= v <= 1.0:
-                    raise ConfigError(f"{q} = {v!r} must be a fraction between 0 and 1")
-                if q in _MAY_BE_ZERO:
-                    if v < 0:
-                        raise ConfigError(f"{q} = {v!r} must not be negative (0 is allowed)")
-                elif q not in _FRACTIONS and v <= 0:
-                    raise ConfigError(f"{q} = {v!r} must be positive")
-    m, s, t = cfg.model, cfg.schedule, cfg.train
-    if m.d_model % m.n_heads:
+def check_across(cfg: Config) -> None:
+    """The rules that join sections, in one place (each section's own rules are its ``validate()``).
+
+    Raises :class:`ConfigError` naming both fields and the fix.
+    """
+    m, s, t, d, e, run = cfg.model, cfg.schedule, cfg.train, cfg.data, cfg.eval, cfg.run
+    if d.seq_len > m.max_position_embeddings:
         raise ConfigError(
-            f"model.n_heads = {m.n_heads} does not divide model.d_model = {m.d_model}; "
-            "pick a head count that divides the width"
-        )
-    if (m.d_model // m.n_heads) % 2 or int((m.d_model // m.n_heads) * m.rotary_pct) % 2:
-        raise ConfigError(
-            f"model.rotary_pct = {m.rotary_pct} gives an odd number of rotary dims per head "
-            f"(head dim {m.d_model // m.n_heads}); rotary dims must be even"
-        )
-    if m.vocab_size < 100_289:
-        raise ConfigError(
-            f"model.vocab_size = {m.vocab_size} is smaller than Arcade100k's 100,289 tokens; "
-            "use 100352 (padded to a multiple of 64)"
-        )
-    if cfg.data.seq_len > m.max_position_embeddings:
-        raise ConfigError(
-            f"data.seq_len = {cfg.data.seq_len} exceeds model.max_position_embeddings = "
+            f"data.seq_len = {d.seq_len} exceeds model.max_position_embeddings = "
             f"{m.max_position_embeddings}; shorten the sequences or raise the model's context"
-        )
-    if s.min_lr > s.peak_lr:
-        raise ConfigError(f"schedule.min_lr = {s.min_lr} is above schedule.peak_lr = {s.peak_lr}; η_min must be ≤ η_max")
-    if s.warmup_steps >= s.total_steps:
-        raise ConfigError(
-            f"schedule.warmup_steps = {s.warmup_steps} is not shorter than schedule.total_steps = "
-            f"{s.total_steps}; the warm-up must end inside the run"
         )
     if s.cooldown_steps >= t.steps:
         raise ConfigError(
@@ -558,50 +720,27 @@ def _check_values(cfg: Config) -> None:
             f"schedule.warmup_steps = {s.warmup_steps} plus schedule.cooldown_steps = {s.cooldown_steps} is "
             f"longer than train.steps = {t.steps}; the warm-up must end before the cool-down starts"
         )
-    frac = s.switch_frac * (2 if s.kind == "hybrid2" else 1)
-    horizon = s.total_steps - (s.warmup_steps if s.horizon_excludes_warmup else 0)
-    switch = frac * horizon + (s.warmup_steps if s.t_origin == "warmup_end" else 0)
-    if s.kind in ("hybrid", "hybrid2") and not (s.warmup_steps <= switch < s.total_steps):
-        raise ConfigError(
-            f"schedule.switch_frac = {s.switch_frac} puts the switch at step {switch:.0f}, outside "
-            f"[{s.warmup_steps}, {s.total_steps}); choose a fraction after the warm-up"
-        )
-    if s.kind in ("hybrid", "hybrid2") and not 0 < s.switch_frac < s.cosine_period / 2:
-        raise ConfigError(
-            f"schedule.switch_frac = {s.switch_frac} must lie strictly between 0 and schedule.cosine_period / 2 = "
-            f"{s.cosine_period / 2}: Eq. 1's rsqrt branch needs the cosine still falling at the switch"
-        )
-    if s.kind == "rsqrt" and s.warmup_steps == 0:
-        raise ConfigError("schedule.kind = 'rsqrt' needs schedule.warmup_steps > 0: Eq. 2 is η_max·√(warm-up/t)")
-    per_step = t.micro_batch * t.n_procs * cfg.data.seq_len
+    per_step = t.micro_batch * t.n_procs * d.seq_len
     if t.global_batch_tokens % per_step:
         raise ConfigError(
             f"train.global_batch_tokens = {t.global_batch_tokens} is not a multiple of micro_batch × "
-            f"n_procs × seq_len = {t.micro_batch} × {t.n_procs} × {cfg.data.seq_len} = {per_step}; "
+            f"n_procs × seq_len = {t.micro_batch} × {t.n_procs} × {d.seq_len} = {per_step}; "
             "change the batch, the micro-batch or the process count so they divide"
         )
-    if t.n_procs % t.n_nodes:
-        raise ConfigError(f"train.n_procs = {t.n_procs} is not divisible by train.n_nodes = {t.n_nodes}")
-    if t.zero_stage not in (0, 1, 2, 3):
-        raise ConfigError(f"train.zero_stage = {t.zero_stage} is not a ZeRO stage; use 0, 1, 2 or 3")
-    if t.launch and cfg.run.preset != "paper":
+    if t.launch and run.preset != "paper":
         raise ConfigError("train.launch = True is only meaningful at preset 'paper'; smoke/cpu always train")
-    if cfg.run.preset != "paper" and not cfg.run.offline:
-        raise ConfigError(f"run.offline = False is not allowed at preset {cfg.run.preset!r}: smoke and cpu never touch the network")
-    if cfg.run.offline and cfg.data.source == "hub":
+    if run.preset != "paper" and not run.offline:
+        raise ConfigError(f"run.offline = False is not allowed at preset {run.preset!r}: smoke and cpu never "
+                          "touch the network")
+    if run.offline and d.source == "hub":
         raise ConfigError("data.source = 'hub' needs the network but run.offline is True; use data.source = 'local'")
-    e = cfg.eval
-    if e.needle_min_ctx > e.needle_max_ctx:
-        raise ConfigError(f"eval.needle_min_ctx = {e.needle_min_ctx} is above eval.needle_max_ctx = {e.needle_max_ctx}")
-    if e.launch and cfg.run.preset != "paper":
+    if e.launch and run.preset != "paper":
         raise ConfigError("eval.launch = True is only meaningful at preset 'paper'; smoke/cpu always evaluate")
     if e.needle_max_ctx > m.max_position_embeddings:
         raise ConfigError(
             f"eval.needle_max_ctx = {e.needle_max_ctx} exceeds model.max_position_embeddings = "
             f"{m.max_position_embeddings}; the model cannot read a context that long"
         )
-    if cfg.carbon.pue < 1.0:
-        raise ConfigError(f"carbon.pue = {cfg.carbon.pue} is below 1; a PUE is total power over IT power, ≥ 1")
     _check_unhonoured(cfg)
     from . import grid  # the spine's table of grid regions (imports this module: imported here)
 
@@ -612,13 +751,7 @@ def _check_values(cfg: Config) -> None:
 
 def _check_unhonoured(cfg: Config) -> None:
     """Refuse values of switches and choice fields that the pipeline would not honour (issue 14, kind 10)."""
-    m, t, a = cfg.model, cfg.train, cfg.align
-    if m.tie_embeddings:
-        raise ConfigError(
-            "model.tie_embeddings = True is not supported: the paper's model is untied, and this project's "
-            "checkpoints (safetensors refuses shared tensors), GGUF/OpenVINO bytes-per-token and MLX export all "
-            "assume a separate output matrix; leave it False"
-        )
+    t = cfg.train
     if cfg.run.device == "cpu" and t.backend == "deepspeed":
         raise ConfigError(
             "train.backend = 'deepspeed' needs CUDA GPUs but run.device = 'cpu' (accelerate would run plain DDP "
@@ -640,20 +773,28 @@ def _check_unhonoured(cfg: Config) -> None:
     if cfg.run.preset == "paper" and t.gpu == "cpu":
         raise ConfigError(
             "train.gpu = 'cpu' at preset 'paper': the paper-scale plan is priced per GPU; choose one of "
-            + ", ".join(g for g in _CHOICES["train.gpu"] if g != "cpu")
+            + ", ".join(hardware.GPU_NAMES)
         )
-    if not 1.0 <= a.dpo_min_chosen_score <= 10.0:
-        raise ConfigError(
-            f"align.dpo_min_chosen_score = {a.dpo_min_chosen_score} is outside UltraFeedback's 1–10 scale (above it "
-            "every scored pair is dropped, below it the filter keeps every pair); the paper uses 8"
-        )
+
+
+def validate(cfg: Config) -> Config:
+    """Every section's own rules, then :func:`check_across`; returns ``cfg`` (ConfigError otherwise).
+
+    Field types, choices and ranges were checked when the sections were built.
+    """
+    for section in _SECTION_TYPES:
+        getattr(cfg, section).validate()
+    check_across(cfg)
+    return cfg
 
 
 def load(preset: str = "cpu", **overrides: Any) -> Config:
     """Resolve ``preset`` plus ``overrides`` into a validated, frozen :class:`Config`.
 
-    ``overrides`` whose value is ``None`` are ignored, so a notebook can pass its optional
-    parameters straight through.
+    ``overrides`` are keyed ``"section.field"``, ``section__field`` or a bare field name (see
+    :func:`_resolve_key`); those whose value is ``None`` are ignored, so a notebook can pass its
+    optional parameters straight through. Raises :class:`ConfigError` (unknown preset or field,
+    wrong type, a value outside its choices or range, a rule between fields) before any work.
     """
     if preset not in PRESETS:
         hint = difflib.get_close_matches(str(preset), PRESETS, n=1)
@@ -662,8 +803,6 @@ def load(preset: str = "cpu", **overrides: Any) -> Config:
             + (f" (did you mean {hint[0]!r}?)" if hint else "")
         )
     values: dict[str, dict[str, Any]] = {s: {} for s in _SECTION_TYPES}
-    for section, fields_ in _PRESET_OVERRIDES[preset].items():
-        values[section].update(fields_)
     for key, value in overrides.items():
         if value is None:
             continue
@@ -671,15 +810,13 @@ def load(preset: str = "cpu", **overrides: Any) -> Config:
         if section == "run" and name == "preset":
             raise ConfigError("run.preset cannot be overridden; pass the preset as the first argument of load()")
         values[section][name] = value
+    base = PRESET_CONFIGS[preset]
     sections = {}
     for section, cls in _SECTION_TYPES.items():
-        hints = typing.get_type_hints(cls)
-        checked = {n: _coerce(f"{section}.{n}", v, hints[n]) for n, v in values[section].items()}
-        sections[section] = cls(**checked)
-    cfg = Config(**sections)
-    _check_values(cfg)
-    return cfg
-
+        hints = _hints(cls)
+        changed = {n: _coerce(v, hints[n]) for n, v in values[section].items()}
+        sections[section] = dataclasses.replace(getattr(base, section), **changed)
+    return validate(Config(**sections))
 
 
 def from_dict(d: dict[str, dict[str, Any]]) -> Config:
