@@ -316,3 +316,24 @@ def test_presets_are_built_from_section_instances():
     for name, preset in config.PRESET_CONFIGS.items():
         assert isinstance(preset.train, config.TrainConfig) and preset.run.preset == name
         assert config.load(name) == preset
+
+
+@pytest.mark.parametrize("overrides, message", [  # chapters 05, 06 and 08's rules on their sections, at load
+    ({"quant.formats": "F16,Q3_K"}, "quant.formats = F16,Q3_K: unknown quantization type 'Q3_K'"),
+    ({"quant.formats": "F16,F16"}, "quant.formats: quantization type(s) F16 listed twice"),
+    ({"quant.formats": "FP32,Q4_0"}, "fp32 reference is always measured"),
+    ({"quant.arch_formats": "F16,OV_FP32"}, "traces in fp16"),
+    ({"quant.models": "stabilityai/stablelm-2-1_6b"}, "is a Hub model but run.offline is True"),
+    ({"quant.models": "mystery"}, "quant.models entry 'mystery' is neither one of"),
+    ({"quant.ppl_window": 512}, "quant.ppl_window = 512 must be ≥ 2 and ≤ quant.ppl_tokens = 256"),
+    ({"quant.prompt_tokens": 300}, "exceeds model.max_position_embeddings = 256"),
+    ({"align.sk_batch": 3}, "align.sk_batch = 3 is not a multiple of align.micro_batch × align.n_gpus = 2 × 1"),
+    ({"align.dpo_global_batch": 5}, "align.dpo_global_batch = 5 is not a multiple of"),
+    ({"train.ablation_batch_tokens": 100}, "train.ablation_batch_tokens = 100 is not a multiple of train.micro_batch"),
+    ({"train.ablation_d_model": 30}, "train.ablation_d_model = 30 gives the ablations' proxy a width of 30"),
+])
+def test_chapter_rules_fail_in_load_before_any_work(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        config.load("smoke", **overrides)
+    assert message in str(err.value)
+    assert config.load("smoke", **{"train.ablation_steps": 0, "train.ablation_d_model": 30}).train.ablation_steps == 0

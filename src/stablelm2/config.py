@@ -52,6 +52,11 @@ GpuName = Literal["A100-40GB", "A100-80GB", "H100-80GB", "cpu"]
 Backend = Literal["auto", "torch", "deepspeed"]
 Tracker = Literal["tensorboard", "wandb", "trackio", "none"]
 TurnUnit = Literal["exchange", "message"]
+QuantFormat = Literal["FP32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP32", "OV_FP16", "OV_INT8", "OV_INT4",
+                      "MLX_Q4"]
+"""The names of ``stablelm2.quantization.formats.FORMATS`` (that module checks they agree at import)."""
+LOCAL_MODELS: tuple[str, ...] = ("pretrained", "dpo", "random")
+"""``quant.models`` entries that are this project's own models (any other entry is a Hub id ``owner/name``)."""
 
 if typing.get_args(GpuName) != (*hardware.GPU_NAMES, "cpu"):
     raise RuntimeError(f"config.GpuName {typing.get_args(GpuName)} must be hardware.GPU_NAMES "
@@ -104,7 +109,7 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _check_field(q: str, value: Any, annotation: Any) -> Any:
+def _check_field(q: str, value: Any, annotation: Any, noun: str = "value") -> Any:
     """``value`` of field ``q`` checked against its annotation (ints widened to float where a float is
     declared); ConfigError on the wrong type, a value outside a ``Literal`` or a non-finite float."""
     origin = typing.get_origin(annotation)
@@ -136,6 +141,17 @@ def _check_field(q: str, value: Any, annotation: Any) -> Any:
     elif origin is tuple:
         if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
             raise wrong
+        item = typing.get_args(annotation)[0]
+        if typing.get_origin(item) is Literal:
+            allowed = typing.get_args(item)
+            for v in value:
+                if v not in allowed:
+                    hint = difflib.get_close_matches(v.upper(), allowed, n=1)
+                    raise ConfigError(f"{q} = {','.join(value)}: unknown {noun} {v!r}; known: {', '.join(allowed)}"
+                                      + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            twice = sorted({v for v in value if value.count(v) > 1})
+            if twice:
+                raise ConfigError(f"{q}: {noun}(s) {', '.join(twice)} listed twice")
     else:
         raise TypeError(f"{q}: the config cannot check fields annotated {annotation!r}")
     return value
@@ -150,7 +166,7 @@ class _Section:
         hints = _hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             q = f"{self.NAME}.{f.name}"
-            value = _check_field(q, getattr(self, f.name), hints[f.name])
+            value = _check_field(q, getattr(self, f.name), hints[f.name], f.metadata.get("noun", "value"))
             rule = f.metadata.get("range")
             if rule is not None and not RANGE_RULES[rule][0](value):
                 raise ConfigError(f"{q} = {value!r} {RANGE_RULES[rule][1]}")
@@ -419,6 +435,13 @@ class AlignConfig(_Section):
                 f"align.dpo_min_chosen_score = {self.dpo_min_chosen_score} is outside UltraFeedback's 1–10 scale "
                 "(above it every scored pair is dropped, below it the filter keeps every pair); the paper uses 8"
             )
+        per_step = self.micro_batch * self.n_gpus
+        for name in ("sft_global_batch", "dpo_global_batch", "sk_batch"):  # chapter 06's batches (recipes.py)
+            if getattr(self, name) % per_step:
+                raise ConfigError(
+                    f"align.{name} = {getattr(self, name)} is not a multiple of align.micro_batch × align.n_gpus = "
+                    f"{self.micro_batch} × {self.n_gpus} = {per_step}; change the batch, the micro-batch or the "
+                    "process count")
 
 
 @dataclass(frozen=True)
@@ -455,7 +478,8 @@ class EvalConfig(_Section):
 
 @dataclass(frozen=True)
 class QuantConfig(_Section):
-    formats: tuple[str, ...] = ("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16", "OV_INT4", "MLX_Q4")
+    formats: tuple[QuantFormat, ...] = field(default=("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16", "OV_INT4", "MLX_Q4"),
+                                             metadata={"noun": "quantization type"})
     """Formats to build and compare (stablelm2.quantization.formats.FORMATS)."""
     models: tuple[str, ...] = ("stabilityai/stablelm-2-1_6b", "stabilityai/stablelm-2-zephyr-1_6b")
     """Models to quantize: 'pretrained' (ch05), 'dpo' (ch06), 'random' (seeded untrained cfg.model) or a Hub id."""
@@ -473,8 +497,25 @@ class QuantConfig(_Section):
     """Tokens per perplexity window."""
     speed_study_1p6b: bool = True
     """Also time the paper-size architecture with random weights."""
-    arch_formats: tuple[str, ...] = ("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16", "OV_INT4")
+    arch_formats: tuple[QuantFormat, ...] = field(default=("F16", "Q8_0", "Q4_0", "Q4_1", "Q5_K_M", "OV_FP16",
+                                                           "OV_INT4"), metadata={"noun": "quantization type"})
     """Formats of the paper-size speed study (random weights; artefacts cached under build/cache)."""
+
+
+    def validate(self) -> None:
+        """Chapter 08's rules on this section (formats, models, the perplexity window); ConfigError."""
+        if "FP32" in self.formats:
+            raise ConfigError("quant.formats lists 'FP32': the fp32 reference is always measured; drop it")
+        if "OV_FP32" in self.arch_formats:
+            raise ConfigError("quant.arch_formats = ... 'OV_FP32': the paper-size study traces in fp16 to fit in "
+                              "memory; use OV_FP16 as its OpenVINO baseline")
+        for m in self.models:
+            if m not in LOCAL_MODELS and "/" not in m:
+                raise ConfigError(f"quant.models entry {m!r} is neither one of {LOCAL_MODELS} nor a Hub id "
+                                  "'owner/name'")
+        if self.ppl_window < 2 or self.ppl_tokens < self.ppl_window:
+            raise ConfigError(f"quant.ppl_window = {self.ppl_window} must be ≥ 2 and ≤ quant.ppl_tokens = "
+                              f"{self.ppl_tokens}")
 
 
 @dataclass(frozen=True)
@@ -741,6 +782,29 @@ def check_across(cfg: Config) -> None:
             f"eval.needle_max_ctx = {e.needle_max_ctx} exceeds model.max_position_embeddings = "
             f"{m.max_position_embeddings}; the model cannot read a context that long"
         )
+    q = cfg.quant
+    for entry in q.models:
+        if "/" in entry and run.offline:
+            raise ConfigError(f"quant.models entry {entry!r} is a Hub model but run.offline is True; use "
+                              f"{', '.join(LOCAL_MODELS)} at preset {run.preset!r}")
+    if q.ppl_window > m.max_position_embeddings:
+        raise ConfigError(f"quant.ppl_window = {q.ppl_window} exceeds model.max_position_embeddings = "
+                          f"{m.max_position_embeddings}")
+    if q.prompt_tokens + q.gen_tokens > m.max_position_embeddings:
+        raise ConfigError(f"quant.prompt_tokens + quant.gen_tokens = {q.prompt_tokens + q.gen_tokens} exceeds "
+                          f"model.max_position_embeddings = {m.max_position_embeddings}")
+    if t.ablation_steps > 0:  # chapter 05's ablations: a proxy of width ablation_d_model on one process
+        width = t.ablation_d_model or m.d_model
+        if width % m.n_heads or (width // m.n_heads) % 2 or int((width // m.n_heads) * m.rotary_pct) % 2:
+            raise ConfigError(
+                f"train.ablation_d_model = {t.ablation_d_model} gives the ablations' proxy a width of {width}, which "
+                f"model.n_heads = {m.n_heads} does not split into even heads with even rotary dims; choose a multiple "
+                f"of {2 * m.n_heads} that keeps them even")
+        if t.ablation_batch_tokens % (t.micro_batch * d.seq_len):
+            raise ConfigError(
+                f"train.ablation_batch_tokens = {t.ablation_batch_tokens} is not a multiple of train.micro_batch × "
+                f"data.seq_len = {t.micro_batch} × {d.seq_len} = {t.micro_batch * d.seq_len} (the ablations run on "
+                "one process); change the batch or the micro-batch so they divide")
     _check_unhonoured(cfg)
     from . import grid  # the spine's table of grid regions (imports this module: imported here)
 

@@ -22,9 +22,11 @@ stablelm2.quantization.formats.QuantError: unknown quantization type 'Q3_K'; kno
 from __future__ import annotations
 
 import difflib
+import typing
 from dataclasses import dataclass
 
 from .. import facts
+from ..config import QuantFormat
 
 REFERENCE = "FP32"
 """The unquantized transformers model (fp32 on CPU)."""
@@ -82,6 +84,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("MLX_Q4", "mlx", 4, "MLX 4-bit affine, groups of 64 (mlx_lm.convert, CPU build)"),
 )}
 """Every format by name, in display order."""
+if tuple(FORMATS) != typing.get_args(QuantFormat):  # the config's choice type names exactly these
+    raise RuntimeError(f"config.QuantFormat {typing.get_args(QuantFormat)} must list formats.FORMATS {tuple(FORMATS)}")
 
 GGUF_FTYPES = {"Q8_0": "Q8_0", "Q4_0": "Q4_0", "Q4_1": "Q4_1", "Q5_K_M": "Q5_K_M"}
 INT4_GROUP = 128

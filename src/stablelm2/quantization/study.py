@@ -24,7 +24,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, ConfigError
+from .. import config as config_lib
+from ..config import LOCAL_MODELS, Config, ConfigError
 from ..record import atomic_dir
 from . import build as qbuild
 from . import measure
@@ -32,36 +33,19 @@ from .formats import FORMATS, REFERENCE, QuantError, get
 from .formats import check as check_formats
 
 CHAPTER = "08_quantization"
-LOCAL_MODELS = ("pretrained", "dpo", "random")
 
 
 def check(cfg: Config) -> None:
-    """Validate ``cfg.quant`` (ConfigError naming the field) before anything is built."""
-    q = cfg.quant
+    """Validate ``cfg.quant`` (ConfigError naming the field) before anything is built.
+
+    The rules live with the fields (``config.QuantConfig.validate`` and ``config.check_across``, run by
+    ``config.load``); this re-checks a config built another way, and the formats against the table."""
+    config_lib.validate(cfg)
     try:
-        check_formats(q.formats)
-        check_formats(q.arch_formats)
+        check_formats(cfg.quant.formats)
+        check_formats(cfg.quant.arch_formats)
     except QuantError as exc:
         raise ConfigError(f"quant.formats / quant.arch_formats: {exc}") from exc
-    if REFERENCE in q.formats:
-        raise ConfigError(f"quant.formats lists {REFERENCE!r}: the fp32 reference is always measured; drop it")
-    if "OV_FP32" in q.arch_formats:
-        raise ConfigError("quant.arch_formats = ... 'OV_FP32': the paper-size study traces in fp16 to fit in memory; "
-                          "use OV_FP16 as its OpenVINO baseline")
-    for m in q.models:
-        if m not in LOCAL_MODELS and "/" not in m:
-            raise ConfigError(f"quant.models entry {m!r} is neither one of {LOCAL_MODELS} nor a Hub id 'owner/name'")
-        if "/" in m and cfg.run.offline:
-            raise ConfigError(f"quant.models entry {m!r} is a Hub model but run.offline is True; use "
-                              f"{', '.join(LOCAL_MODELS)} at preset {cfg.run.preset!r}")
-    if q.ppl_window < 2 or q.ppl_tokens < q.ppl_window:
-        raise ConfigError(f"quant.ppl_window = {q.ppl_window} must be ≥ 2 and ≤ quant.ppl_tokens = {q.ppl_tokens}")
-    if q.ppl_window > cfg.model.max_position_embeddings:
-        raise ConfigError(f"quant.ppl_window = {q.ppl_window} exceeds model.max_position_embeddings = "
-                          f"{cfg.model.max_position_embeddings}")
-    if q.prompt_tokens + q.gen_tokens > cfg.model.max_position_embeddings:
-        raise ConfigError(f"quant.prompt_tokens + quant.gen_tokens = {q.prompt_tokens + q.gen_tokens} exceeds "
-                          f"model.max_position_embeddings = {cfg.model.max_position_embeddings}")
 
 
 def label(model: str) -> str:
