@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"benchmarks: {path}")
             return 0
         if args.cmd == "list":
-            print("\n".join(runner.chapters()))
+            from . import chapters
+
+            print("\n".join(f"{c.name:<16} {c.title}" for c in chapters.CHAPTERS))
             return 0
     except (ConfigError, runner.RunnerError, FileNotFoundError, bench.BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -26,6 +26,7 @@ import nbformat
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
+from . import chapters as registry
 from . import quiet
 from .config import PRESETS, ConfigError, build_root
 from .ledger import STATUSES, scoreboard, write_scoreboard
@@ -75,7 +76,7 @@ Report</em> (arXiv:2402.17834). Generated from the executed notebooks of this ru
 <table><tr><th>chapter</th><th>status</th><th>this run</th><th>executed at · commit</th><th>time (s)</th>
 <th>energy (Wh)</th><th>log</th><th>error</th></tr>
 {% for c in chapters %}<tr class="{{ 'failed' if c.status != 'finished' else '' }}">
-<td>{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td>
+<td title="{{ c.title }}">{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td>
 <td>{{ c.status }}</td><td class="run">{{ 'reused' if c.reused else ('executed' if c.reused is sameas false else '—') }}{% if c.why and not c.reused %} ({{ c.why }}){% endif %}</td>
 <td>{{ c.started or '—' }} · <code>{{ c.commit or '?' }}</code></td><td>{{ fmt(c.duration_s) }}</td><td>{{ fmt(c.energy_wh) }}</td>
 <td>{% if c.log_page %}<a href="{{ c.log_page }}">log</a>{% endif %}</td>
@@ -174,6 +175,13 @@ def _page_digest(src: Path, note: str) -> str:
     return h.hexdigest()
 
 
+def ordered(status: dict[str, Any]) -> list[str]:
+    """The chapters of a ``runs.json`` in the registry's order (:mod:`stablelm2.chapters`); names the
+    registry does not know (a chapter since renamed, a test's synthetic one) follow, sorted."""
+    known = [n for n in registry.names() if n in status]
+    return known + sorted(n for n in status if n not in known)
+
+
 def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None = None,
           figures_dir: Path | None = None) -> Path:
     """Render every executed chapter of ``preset`` and write ``index.html``; returns its path.
@@ -194,7 +202,7 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
     digests_file = out_dir / ".pages.json"
     digests = json.loads(digests_file.read_text(encoding="utf-8")) if digests_file.is_file() else {}
     chapters, figures = [], []
-    for name in sorted(status):
+    for name in ordered(status):
         rec = dict(status[name])
         executed = root / preset / "notebooks" / f"{name}.ipynb"
         log_src, log_page = root / preset / "logs" / f"{name}.log", None
@@ -227,7 +235,9 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
                     shutil.copy2(src, figures_dir / src.name)
                 figures.append({"name": fig["name"], "chapter": name, "caption": fig.get("caption", ""),
                                 "src": f"figures/{name}/{src.name}", "page": page or "#figures"})
-        chapters.append({**rec, "page": page, "energy_wh": energy_wh, "log_page": log_page})
+        known = name in registry.names()
+        chapters.append({**rec, "page": page, "energy_wh": energy_wh, "log_page": log_page,
+                         "title": registry.get(name).title if known else ""})
     atomic_write_json(digests_file, digests)
     bench_file = root / "bench" / "results.json"
     bench = json.loads(bench_file.read_text(encoding="utf-8"))["results"] if bench_file.is_file() else []

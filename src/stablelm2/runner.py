@@ -34,6 +34,7 @@ import nbformat
 import papermill as pm
 from tqdm.auto import tqdm
 
+from . import chapters as registry
 from . import fingerprint, quiet
 from .config import PRESETS, ConfigError, build_root, repo_root
 from .config import load as load_config
@@ -56,10 +57,26 @@ def notebooks_dir() -> Path:
     return repo_root() / "notebooks"
 
 
+def _is_repository(nb_dir: Path | None) -> bool:
+    return nb_dir is None or Path(nb_dir).resolve() == notebooks_dir().resolve()
+
+
 def chapters(nb_dir: Path | None = None) -> list[str]:
-    """Chapter names (notebook stems such as ``00_overview``) in order."""
-    nb_dir = nb_dir or notebooks_dir()
+    """Chapter names (notebook stems such as ``00_overview``) in order: the registry's
+    (:mod:`stablelm2.chapters`) for the repository's notebooks, the ``NN_*.ipynb`` stems of another
+    folder (a test's synthetic notebooks)."""
+    if _is_repository(nb_dir):
+        return registry.names()
+    assert nb_dir is not None
     return sorted(p.stem for p in nb_dir.glob("[0-9][0-9]_*.ipynb"))
+
+
+def upstream(chapter: str, nb_dir: Path, earlier: list[str]) -> list[str]:
+    """The earlier chapters whose artefacts ``chapter`` reads: the registry's for the repository's
+    notebooks, the notebook's metadata ``stablelm2.upstream`` in another folder."""
+    if _is_repository(nb_dir):
+        return list(registry.get(chapter).upstream)
+    return fingerprint.upstream(nb_dir / f"{chapter}.ipynb", earlier)
 
 
 def resolve(names: list[str] | None, nb_dir: Path | None = None) -> list[str]:
@@ -252,7 +269,7 @@ def plan_keys(preset: str, parameters: dict[str, Any], nb_dir: Path, src_dir: Pa
         nb = nb_dir / f"{chapter}.ipynb"
         declared = parameters_of(nb)
         own = {k: v for k, v in parameters.items() if k in declared}
-        ups = fingerprint.upstream(nb, names[:i])
+        ups = upstream(chapter, nb_dir, names[:i])
         keys[chapter] = fingerprint.chapter_key(nb, resolved, own, {u: keys[u][0] for u in ups}, lock, src_dir)
     return keys
 
@@ -269,7 +286,7 @@ def with_stale_upstream(todo: list[str], keys: dict[str, tuple[str, dict[str, An
     for i in range(len(names) - 1, -1, -1):  # later chapters first: an added upstream is visited after
         if names[i] not in need:
             continue
-        for up in fingerprint.upstream(nb_dir / f"{names[i]}.ipynb", names[:i]):
+        for up in upstream(names[i], nb_dir, names[:i]):
             prev = status.get(up) or {}
             if prev.get("status") != "finished" or prev.get("key") != keys[up][0]:
                 need.add(up)

@@ -21,13 +21,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import chapters
 from ..config import Config
 from ..ledger import Claim, Ledger
 from ..record import atomic_write_json
 from . import chat, common, dpo, recipes, self_knowledge, sft
 from .recipes import BASE_MODEL_HUB, STAGES, AlignmentError
 
-CHAPTER = "06_alignment"
+CHAPTER = chapters.get("06").name
 PREVIOUS = {"sft": None, "dpo": "sft", "self_knowledge": "dpo"}
 
 

@@ -24,6 +24,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from .. import chapters
 from .. import config as config_lib
 from ..config import LOCAL_MODELS, Config, ConfigError
 from ..record import atomic_dir
@@ -32,7 +33,7 @@ from . import measure
 from .formats import FORMATS, REFERENCE, QuantError, get
 from .formats import check as check_formats
 
-CHAPTER = "08_quantization"
+CHAPTER = chapters.get("08").name
 
 
 def check(cfg: Config) -> None:

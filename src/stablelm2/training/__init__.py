@@ -29,10 +29,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .. import chapters
 from ..config import Config, ConfigError
 from ..record import atomic_dir
 
-CHAPTER = "05_pretraining"
+CHAPTER = chapters.get("05").name
 
 
 def run_dir(cfg: Config) -> Path:
