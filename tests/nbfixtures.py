@@ -34,9 +34,10 @@ run.finish()
 
 
 def chapters(nb_dir: Path) -> Path:
-    """00_ok records metrics; 01_fail raises; 02_ok records too."""
+    """00_overview records metrics; 01_data_mix raises; 02_tokenizer records too (the registry's names:
+    ``record.start`` refuses a chapter that ``stablelm2.chapters`` does not know)."""
     nb_dir.mkdir(parents=True, exist_ok=True)
-    write(nb_dir / "00_ok.ipynb", 'preset = "cpu"\nvalue = 1', 'CHAPTER = "00_ok"', RECORDING)
-    write(nb_dir / "01_fail.ipynb", 'preset = "cpu"', 'raise ValueError("planted failure")')
-    write(nb_dir / "02_ok.ipynb", 'preset = "cpu"\nvalue = 1', 'CHAPTER = "02_ok"', RECORDING)
+    write(nb_dir / "00_overview.ipynb", 'preset = "cpu"\nvalue = 1', 'CHAPTER = "00_overview"', RECORDING)
+    write(nb_dir / "01_data_mix.ipynb", 'preset = "cpu"', 'raise ValueError("planted failure")')
+    write(nb_dir / "02_tokenizer.ipynb", 'preset = "cpu"\nvalue = 1', 'CHAPTER = "02_tokenizer"', RECORDING)
     return nb_dir

@@ -27,8 +27,8 @@ def noisy(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quiet")
     nb_dir = tmp / "notebooks"
     nb_dir.mkdir()
-    nbfixtures.write(nb_dir / "00_noisy.ipynb", 'preset = "cpu"\nvalue = 1', NOISY,
-                     'CHAPTER = "00_noisy"', nbfixtures.RECORDING, "run", "raise RuntimeError(f'bad file {sys.prefix}/x.py')")
+    nbfixtures.write(nb_dir / "00_overview.ipynb", 'preset = "cpu"\nvalue = 1', NOISY,
+                     'CHAPTER = "00_overview"', nbfixtures.RECORDING, "run", "raise RuntimeError(f'bad file {sys.prefix}/x.py')")
     root = tmp / "build"
     return nb_dir, root, runner.run(None, "smoke", {"value": 2}, nb_dir=nb_dir, root=root, progress=False)
 
@@ -53,13 +53,13 @@ def test_no_machine_paths_or_warnings_on_pages_or_records(noisy):
     assert rec["status"] == "failed"
     assert rec["error"] in ("RuntimeError: bad file .venv/x.py", "RuntimeError: bad file <venv>/x.py")
     index = report.build("smoke", root=root, out_dir=root / "report")
-    page = (index.parent / "00_noisy.html").read_text()
-    assert quiet.page_problems(page, "00_noisy.html") == []
+    page = (index.parent / "00_overview.html").read_text()
+    assert quiet.page_problems(page, "00_overview.html") == []
     assert quiet.page_problems(index.read_text(), "index.html") == []
     assert "repo: ." in page and "build: $STABLELM2_BUILD_DIR" in page
-    assert "metrics → <code>$STABLELM2_BUILD_DIR/smoke/00_noisy/metrics.json</code>" in page  # the run header
-    assert 'href="logs/00_noisy.txt"' in page and (index.parent / "logs" / "00_noisy.txt").is_file()
-    log_copy = (index.parent / "logs" / "00_noisy.txt").read_text()
+    assert "metrics → <code>$STABLELM2_BUILD_DIR/smoke/00_overview/metrics.json</code>" in page  # the run header
+    assert 'href="logs/00_overview.txt"' in page and (index.parent / "logs" / "00_overview.txt").is_file()
+    log_copy = (index.parent / "logs" / "00_overview.txt").read_text()
     assert "old api" in log_copy and not [p for p in quiet.page_problems(log_copy) if "absolute path" in p]
     assert "executed at" in page
 
@@ -85,9 +85,9 @@ def test_plain_papermill_still_works_and_is_what_prints_the_tcp_warning(tmp_path
 def test_record_header_shows_relative_paths_and_the_lock(build_dir):
     from stablelm2 import config
 
-    run = record.start(config.load("smoke", **{"carbon.meter": False}), "00_x")
+    run = record.start(config.load("smoke", **{"carbon.meter": False}), "00")
     header = run.header_markdown()
-    assert "metrics → `$STABLELM2_BUILD_DIR/smoke/00_x/metrics.json`" in header
+    assert "metrics → `$STABLELM2_BUILD_DIR/smoke/00_overview/metrics.json`" in header
     assert str(build_dir) not in header and ("lock `requirements" in header or "no lock" in header)
     assert set(run.data["provenance"]["lock"]) >= {"file", "sha256", "matches_repository"}
 

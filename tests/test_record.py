@@ -16,17 +16,17 @@ def test_provenance_has_git_versions_hardware_preset_seed():
 
 def test_run_records_metrics_timings_claims_atomically_and_reads_back(build_dir):
     cfg = config.load("smoke", **{"carbon.meter": False})
-    run = record.start(cfg, "99_test")
+    run = record.start(cfg, "00_overview")
     run.log(loss=1.5)
     run.timing(step_s=0.1)
     run.ledger.derive("t.one", "one", paper=1, ours=1)
-    data = record.read("smoke", "99_test")
+    data = record.read("smoke", "00_overview")
     assert data["status"] == "running" and data["metrics"] == {"loss": 1.5}
     assert data["claims"][0]["status"] == "re-derived"
     run.finish()
-    data = record.read("smoke", "99_test")
+    data = record.read("smoke", "00_overview")
     assert data["status"] == "finished" and data["timings"] == {"step_s": 0.1}
-    assert not [p for p in (build_dir / "smoke" / "99_test").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in (build_dir / "smoke" / "00_overview").iterdir() if p.name.endswith(".tmp")]
     assert "preset `smoke`" in run.header_markdown()
 
 
@@ -35,15 +35,15 @@ def test_start_seeds_and_goes_offline(build_dir, monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     cfg = config.load("smoke", seed=11, **{"carbon.meter": False})
-    record.start(cfg, "99_seed")
+    record.start(cfg, "00")
     a = torch.rand(3)
-    record.start(cfg, "99_seed")
+    record.start(cfg, "00")
     assert torch.equal(a, torch.rand(3))
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 
 def test_energy_meter_records_codecarbon_fields(build_dir):
-    run = record.start(config.load("smoke"), "99_energy")
+    run = record.start(config.load("smoke"), "09")
     sum(i * i for i in range(200_000))
     e = run.finish()["energy"]
     assert e["tool"] == "codecarbon" and e["energy_kwh"] > 0 and e["emissions_kg"] > 0

@@ -27,7 +27,7 @@ def _links(html: str) -> list[str]:
 def test_every_chapter_page_exists_and_index_links_resolve(built):
     index, _ = built
     html = index.read_text()
-    for ch in ("00_ok", "02_ok"):
+    for ch in ("00_overview", "02_tokenizer"):
         assert (index.parent / f"{ch}.html").is_file()
         assert f'href="{ch}.html"' in html
     links = _links(html)
@@ -38,29 +38,29 @@ def test_every_chapter_page_exists_and_index_links_resolve(built):
 
 def test_failed_chapter_is_shown_with_its_error(built):
     html = built[0].read_text()
-    assert "01_fail" in html and "failed" in html and "planted failure" in html
-    assert not (built[0].parent / "01_fail.html").exists() or "planted failure" in (
-        built[0].parent / "01_fail.html").read_text()
+    assert "01_data_mix" in html and "failed" in html and "planted failure" in html
+    assert not (built[0].parent / "01_data_mix.html").exists() or "planted failure" in (
+        built[0].parent / "01_data_mix.html").read_text()
 
 
 def test_scoreboard_and_figures_are_embedded(built):
     index, figures = built
     html = index.read_text()
-    assert "Claim scoreboard" in html and "00_ok.twice" in html and "re-derived" in html
+    assert "Claim scoreboard" in html and "00_overview.twice" in html and "re-derived" in html
     by_chapter = html[html.index('<table id="by-chapter">'):]
     by_chapter = by_chapter[:by_chapter.index("</table>")]
-    row = re.search(r"<tr><td>00_ok</td>(.*?)</tr>", by_chapter, re.S).group(1)
+    row = re.search(r"<tr><td>00_overview</td>(.*?)</tr>", by_chapter, re.S).group(1)
     cells = re.findall(r'<td class="n( s-derived)?">(\d+)</td>', row)
     assert [int(n) for _, n in cells] == [0, 0, 1, 0, 0, 0, 0, 0, 0, 1]  # one re-derived claim, total 1
     assert cells[2][0] == " s-derived" and not cells[0][0]  # only non-zero counts are coloured
     assert '<table id="legend">' in html and '<td class="s-inconcl">inconclusive at this scale</td>' in html
     assert '<table id="by-kind">' in html and "<h3 id=\"consistency\">" in html
     board = json.loads((index.parent.parent / "smoke" / "scoreboard.json").read_text())
-    twice = next(c for c in board["claims"] if c["id"] == "00_ok.twice")
-    assert twice["kind"] == "derivation" and twice["status"] == "re-derived" and twice["evidence"]["page"] == "00_ok.html"
-    assert 'src="figures/00_ok/fig9_line.png"' in html
+    twice = next(c for c in board["claims"] if c["id"] == "00_overview.twice")
+    assert twice["kind"] == "derivation" and twice["status"] == "re-derived" and twice["evidence"]["page"] == "00_overview.html"
+    assert 'src="figures/00_overview/fig9_line.png"' in html
     assert (figures / "fig9_line.png").is_file()
-    page = (index.parent / "00_ok.html").read_text()
+    page = (index.parent / "00_overview.html").read_text()
     assert "data:image/png;base64" in page
 
 

@@ -22,19 +22,19 @@ def executed(tmp_path_factory):
 
 def test_parameters_are_injected(executed):
     nb_dir, root, results = executed
-    assert [r["chapter"] for r in results] == ["00_ok", "01_fail", "02_ok"]
-    assert record.read("smoke", "00_ok", root=root)["metrics"] == {"answer": 42}
+    assert [r["chapter"] for r in results] == ["00_overview", "01_data_mix", "02_tokenizer"]
+    assert record.read("smoke", "00_overview", root=root)["metrics"] == {"answer": 42}
     assert results[0]["parameters"] == {"preset": "smoke", "value": 21}
 
 
 def test_failing_chapter_is_reported_and_the_others_are_kept(executed):
     nb_dir, root, results = executed
     status = runner.read_status("smoke", root)
-    assert status["01_fail"]["status"] == "failed"
-    assert "ValueError: planted failure" in status["01_fail"]["error"]
-    assert status["00_ok"]["status"] == status["02_ok"]["status"] == "finished"
-    assert record.read("smoke", "02_ok", root=root)["status"] == "finished"
-    assert (root / "smoke" / "notebooks" / "01_fail.ipynb").is_file()
+    assert status["01_data_mix"]["status"] == "failed"
+    assert "ValueError: planted failure" in status["01_data_mix"]["error"]
+    assert status["00_overview"]["status"] == status["02_tokenizer"]["status"] == "finished"
+    assert record.read("smoke", "02_tokenizer", root=root)["status"] == "finished"
+    assert (root / "smoke" / "notebooks" / "01_data_mix.ipynb").is_file()
 
 
 def test_rerunning_one_chapter_keeps_the_others_status_and_shows_progress(executed, tmp_path, capfd):
@@ -45,16 +45,16 @@ def test_rerunning_one_chapter_keeps_the_others_status_and_shows_progress(execut
     shutil.copytree(root, copy)
     runner.run(["02"], "smoke", nb_dir=nb_dir, root=copy, progress=True)
     status = runner.read_status("smoke", copy)
-    assert set(status) == {"00_ok", "01_fail", "02_ok"} and status["01_fail"]["status"] == "failed"
+    assert set(status) == {"00_overview", "01_data_mix", "02_tokenizer"} and status["01_data_mix"]["status"] == "failed"
     said = capfd.readouterr()
     assert "chapters (smoke)" in said.err and "Executing" in said.err and "cell/s" in said.err  # both bars
-    assert "[stablelm2] 02_ok finished in" in said.out + said.err
+    assert "[stablelm2] 02_tokenizer finished in" in said.out + said.err
 
 
 def test_bad_requests_fail_before_anything_runs(tmp_path):
     nb_dir = nbfixtures.chapters(tmp_path / "notebooks")
     root = tmp_path / "build"
-    with pytest.raises(RunnerError, match="unknown chapter '07'; chapters are: 00_ok, 01_fail, 02_ok"):
+    with pytest.raises(RunnerError, match="unknown chapter '07'; chapters are: 00_overview, 01_data_mix, 02_tokenizer"):
         runner.run(["00", "07"], "smoke", nb_dir=nb_dir, root=root, progress=False)
     with pytest.raises(RunnerError, match="declares parameter\\(s\\) lr"):
         runner.run(["00"], "smoke", {"lr": 1}, nb_dir=nb_dir, root=root, progress=False)

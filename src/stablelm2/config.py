@@ -37,7 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from . import hardware  # the spine's GPU table (hardware imports neither torch nor this module at import)
+from . import (
+    chapters,  # the chapter registry (imports nothing of this package)
+    hardware,  # the spine's GPU table (hardware imports neither torch nor this module at import)
+)
 
 Preset = Literal["smoke", "cpu", "paper"]
 PRESETS: tuple[str, ...] = typing.get_args(Preset)
@@ -559,8 +562,16 @@ class Config:
         return self.run.seed
 
     def chapter_dir(self, chapter: str) -> Path:
-        """``build/<preset>/<chapter>/``: where a chapter writes its artefacts."""
-        return build_root() / self.run.preset / chapter
+        """``build/<preset>/<chapter name>/``: where a chapter writes its artefacts.
+
+        ``chapter`` is a number (``"05"``), slug or name (:func:`stablelm2.chapters.get`); an unknown
+        one raises :class:`ConfigError` naming the known chapters (a typo never makes a new folder).
+        """
+        try:
+            name = chapters.get(chapter).name
+        except chapters.ChapterError as exc:
+            raise ConfigError(str(exc)) from None
+        return build_root() / self.run.preset / name
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -382,8 +382,11 @@ class Run:
 
 
 def start(cfg: Config, chapter: str, *, meter: bool | None = None) -> Run:
-    """Begin a chapter's run: seed everything, go offline when the preset says so, start metering."""
+    """Begin a chapter's run: seed everything, go offline when the preset says so, start metering.
+
+    ``chapter``: a number (``"05"``), slug or name of :mod:`stablelm2.chapters`; ConfigError if unknown."""
     out = cfg.chapter_dir(chapter)
+    chapter = out.name  # the registry's name, however the chapter was named
     out.mkdir(parents=True, exist_ok=True)
     if cfg.run.offline:
         go_offline()

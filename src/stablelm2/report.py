@@ -76,7 +76,7 @@ Report</em> (arXiv:2402.17834). Generated from the executed notebooks of this ru
 <table><tr><th>chapter</th><th>status</th><th>this run</th><th>executed at · commit</th><th>time (s)</th>
 <th>energy (Wh)</th><th>log</th><th>error</th></tr>
 {% for c in chapters %}<tr class="{{ 'failed' if c.status != 'finished' else '' }}">
-<td title="{{ c.title }}">{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td>
+<td{% if c.title %} title="{{ c.title }}"{% endif %}>{% if c.page %}<a href="{{ c.page }}">{{ c.chapter }}</a>{% else %}{{ c.chapter }}{% endif %}</td>
 <td>{{ c.status }}</td><td class="run">{{ 'reused' if c.reused else ('executed' if c.reused is sameas false else '—') }}{% if c.why and not c.reused %} ({{ c.why }}){% endif %}</td>
 <td>{{ c.started or '—' }} · <code>{{ c.commit or '?' }}</code></td><td>{{ fmt(c.duration_s) }}</td><td>{{ fmt(c.energy_wh) }}</td>
 <td>{% if c.log_page %}<a href="{{ c.log_page }}">log</a>{% endif %}</td>
