@@ -337,3 +337,24 @@ def test_chapter_rules_fail_in_load_before_any_work(overrides, message):
         config.load("smoke", **overrides)
     assert message in str(err.value)
     assert config.load("smoke", **{"train.ablation_steps": 0, "train.ablation_d_model": 30}).train.ablation_steps == 0
+
+
+# ------------------------------------------------------------------ the `overrides` mapping (issue 18 item 7)
+
+
+def test_overrides_mapping_sets_any_field_and_is_checked_like_every_other_override():
+    cfg = config.load("smoke", {"train.steps": "6", "quant.formats": "F16,Q4_0", "schedule__peak_lr": 2e-3}, seed=5)
+    assert (cfg.train.steps, cfg.quant.formats, cfg.schedule.peak_lr, cfg.run.seed) == (6, ("F16", "Q4_0"), 2e-3, 5)
+    assert config.load("smoke", {"train.steps": 6}, steps=6).train.steps == 6  # the same value twice is fine
+    for overrides, message in [
+        ({"train.stepz": 3}, "section 'train' has no field 'stepz'; did you mean train.steps"),
+        ({"train.steps": "many"}, "train.steps = 'many' has the wrong type: expected int"),
+        ({"train.steps": 0}, "train.steps = 0 must be positive"),
+        ({"run.preset": "cpu"}, "run.preset cannot be overridden"),
+        ("train.steps=3", "overrides = 'train.steps=3' must be a mapping of 'section.field' to value"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            config.load("smoke", overrides)
+        assert message in str(err.value)
+    with pytest.raises(ConfigError, match="train.steps is set twice: 6 by the notebook's parameter 'steps' and 5"):
+        config.load("smoke", {"train.steps": 5}, steps=6)

@@ -5,6 +5,7 @@ import pytest
 
 from stablelm2 import record, runner
 from stablelm2.__main__ import main
+from stablelm2.config import ConfigError
 from stablelm2.runner import RunnerError
 
 from . import nbfixtures
@@ -141,3 +142,58 @@ def test_every_preset_has_a_cell_timeout():
     from stablelm2.config import PRESETS
 
     assert set(runner.CELL_TIMEOUT_S) == set(PRESETS) and all(v > 0 for v in runner.CELL_TIMEOUT_S.values())
+
+
+# ------------------------------------------------------------------ any config field from the command line (issue 18 item 7)
+
+
+def test_dotted_parameters_go_into_the_overrides_mapping():
+    assert runner.parse_parameters(["seed=7", "train.steps=5", "schedule.kind=cosine", "carbon.meter=False"]) == {
+        "seed": 7, "overrides": {"train.steps": 5, "schedule.kind": "cosine", "carbon.meter": False}}
+    with pytest.raises(RunnerError, match="set config fields one by one as -p section.field=value"):
+        runner.parse_parameters(["overrides={}"])
+    with pytest.raises(RunnerError, match="not a Python identifier \\(nor a config field section.field"):
+        runner.parse_parameters(["train.steps.x=5"])
+
+
+def _with_overrides(nb_dir):
+    nb_dir.mkdir(parents=True)
+    nbfixtures.write(nb_dir / "00_overview.ipynb", 'preset = "cpu"\noverrides = {}',
+                     "from stablelm2 import config\ncfg = config.load(preset, overrides=overrides)\ncfg.train.steps")
+    nbfixtures.write(nb_dir / "01_data_mix.ipynb", 'preset = "cpu"', "x = 1")
+    return nb_dir
+
+
+def test_overrides_are_checked_before_anything_runs_and_change_the_key(tmp_path):
+    nb_dir = _with_overrides(tmp_path / "notebooks")
+    root = tmp_path / "build"
+    with pytest.raises(ConfigError, match="section 'train' has no field 'stepz'"):
+        runner.run(["00"], "smoke", {"overrides": {"train.stepz": 5}}, nb_dir=nb_dir, root=root, progress=False)
+    with pytest.raises(ConfigError, match="train.steps = 'x' has the wrong type"):
+        runner.run(["00"], "smoke", {"overrides": {"train.steps": "x"}}, nb_dir=nb_dir, root=root, progress=False)
+    with pytest.raises(RunnerError, match="01_data_mix declare no `overrides` parameter"):
+        runner.run(None, "smoke", {"overrides": {"train.steps": 5}}, nb_dir=nb_dir, root=root, progress=False)
+    assert not root.exists()
+    plain = runner.plan_keys("smoke", {}, nb_dir)["00_overview"]
+    five = runner.plan_keys("smoke", {"overrides": {"train.steps": 5}}, nb_dir)["00_overview"]
+    assert plain[0] != five[0] and plain[1]["config"] != five[1]["config"]
+    assert five == runner.plan_keys("smoke", {"overrides": {"train.steps": 5}}, nb_dir)["00_overview"]
+    assert main(["run", "00", "--preset", "smoke", "-p", "train.steps=-2"]) == 2  # the CLI exits before any work
+
+
+def test_every_repository_notebook_declares_overrides():
+    for chapter in runner.chapters():
+        assert runner.parameters_of(runner.notebooks_dir() / f"{chapter}.ipynb")["overrides"]["default"] == "{}"
+
+
+@pytest.mark.notebook
+def test_a_config_field_set_on_the_command_line_reaches_the_notebook(build_dir):
+    results = runner.run(["04"], "smoke", runner.parse_parameters(["schedule.peak_lr=0.002", "train.steps=10"]),
+                         root=build_dir, progress=False)
+    assert [(r["chapter"], r["status"]) for r in results] == [("04_lr_schedule", "finished")], results[0]["error"]
+    cfg = record.read("smoke", "04_lr_schedule", root=build_dir)["config"]
+    assert (cfg["schedule"]["peak_lr"], cfg["train"]["steps"]) == (0.002, 10)
+    assert results[0]["parameters"]["overrides"] == {"schedule.peak_lr": 0.002, "train.steps": 10}
+    keys = runner.plan_keys("smoke", {"overrides": {"schedule.peak_lr": 0.002, "train.steps": 11}},
+                            runner.notebooks_dir())
+    assert "config" in runner.fingerprint.changed(results[0]["key_parts"], keys["04_lr_schedule"][1])

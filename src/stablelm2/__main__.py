@@ -8,7 +8,9 @@
 ``run`` executes only the chapters whose inputs changed since their last finished run (see
 ``stablelm2.fingerprint``); ``--force`` executes them all. ``-p name=value`` values are read as
 papermill's own ``-p name value`` reads them (``True``/``False``/``None``, then int, then float,
-else text: ``-p seed=010`` is 10); ``preset`` is set with ``--preset``, never with ``-p``.
+else text: ``-p seed=010`` is 10); ``-p section.field=value`` sets any config field (it goes into the
+``overrides`` mapping every notebook declares, e.g. ``-p train.steps=30``); ``preset`` is set with
+``--preset``, never with ``-p``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("chapters", nargs="*", help="chapter names or numbers (default: all)")
     r.add_argument("--preset", default="cpu", choices=PRESETS)
     r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a notebook parameter, value read as papermill's -p reads it")
+                   help="a notebook parameter, or any config field as section.field=value; "
+                        "value read as papermill's -p reads it")
     r.add_argument("--force", action="store_true", help="execute even the chapters whose inputs did not change")
     r.add_argument("--cell-timeout", type=int, default=None, metavar="S",
                    help="seconds one cell may run (default per preset: "

@@ -863,13 +863,17 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def load(preset: str = "cpu", **overrides: Any) -> Config:
-    """Resolve ``preset`` plus ``overrides`` into a validated, frozen :class:`Config`.
+def load(preset: str = "cpu", overrides: typing.Mapping[str, Any] | None = None, **fields: Any) -> Config:
+    """Resolve ``preset`` plus ``overrides`` and ``fields`` into a validated, frozen :class:`Config`.
 
-    ``overrides`` are keyed ``"section.field"``, ``section__field`` or a bare field name (see
-    :func:`_resolve_key`); those whose value is ``None`` are ignored, so a notebook can pass its
-    optional parameters straight through. Raises :class:`ConfigError` (unknown preset or field,
-    wrong type, a value outside its choices or range, a rule between fields) before any work.
+    Both are keyed ``"section.field"``, ``section__field`` or a bare field name (see
+    :func:`_resolve_key`). ``fields`` are a notebook's own parameters, passed as keywords; those whose
+    value is ``None`` are ignored, so a notebook can pass its optional parameters straight through.
+    ``overrides`` is the mapping every notebook declares as its ``overrides`` parameter (the runner's
+    ``-p section.field=value``, papermill's ``-y "overrides: {train.steps: 5}"``): any field of any
+    section. A field set by both to different values is refused. Raises :class:`ConfigError` (unknown
+    preset or field, wrong type, a value outside its choices or range, a rule between fields) before
+    any work.
     """
     if preset not in PRESETS:
         hint = difflib.get_close_matches(str(preset), PRESETS, n=1)
@@ -877,14 +881,29 @@ def load(preset: str = "cpu", **overrides: Any) -> Config:
             f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}"
             + (f" (did you mean {hint[0]!r}?)" if hint else "")
         )
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, typing.Mapping) or not all(isinstance(k, str) for k in overrides):
+        raise ConfigError(
+            f"overrides = {overrides!r} must be a mapping of 'section.field' to value, e.g. {{'train.steps': 5}} "
+            "(from papermill: -y \"overrides: {train.steps: 5}\"; from the runner: -p train.steps=5)"
+        )
     values: dict[str, dict[str, Any]] = {s: {} for s in _SECTION_TYPES}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        section, name = _resolve_key(key)
-        if section == "run" and name == "preset":
-            raise ConfigError("run.preset cannot be overridden; pass the preset as the first argument of load()")
-        values[section][name] = value
+    given: dict[tuple[str, str], str] = {}
+    for origin, items in (("parameter", fields), ("overrides", overrides)):
+        for key, value in items.items():
+            if value is None:
+                continue
+            section, name = _resolve_key(key)
+            if section == "run" and name == "preset":
+                raise ConfigError("run.preset cannot be overridden; pass the preset as the first argument of load()")
+            if (section, name) in given and values[section][name] != value:
+                raise ConfigError(
+                    f"{section}.{name} is set twice: {values[section][name]!r} by the notebook's "
+                    f"{given[section, name]} and {value!r} by overrides; set it in one place"
+                )
+            values[section][name] = value
+            given[section, name] = f"parameter {key!r}" if origin == "parameter" else "overrides"
     base = PRESET_CONFIGS[preset]
     sections = {}
     for section, cls in _SECTION_TYPES.items():
@@ -896,8 +915,9 @@ def load(preset: str = "cpu", **overrides: Any) -> Config:
 
 def from_dict(d: dict[str, dict[str, Any]]) -> Config:
     """Rebuild a :class:`Config` from ``cfg.to_dict()`` (validated again)."""
-    overrides = {f"{s}.{k}": v for s, fields in d.items() for k, v in fields.items() if (s, k) != ("run", "preset")}
-    return load(d["run"]["preset"], **overrides)
+    values = {f"{s}.{k}": v for s, fields in d.items() for k, v in fields.items() if (s, k) != ("run", "preset")}
+    return load(d["run"]["preset"], values)
+
 
 def describe(cfg: Config) -> str:
     """A short human-readable summary of a resolved configuration (for notebook headers)."""

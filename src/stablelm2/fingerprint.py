@@ -3,7 +3,8 @@
 A chapter's key is the sha256 of (see :func:`chapter_key`):
 
 - the notebook file (``notebooks/NN_name.ipynb``, stored without outputs);
-- the preset's resolved configuration (``config.load(preset).to_dict()``) and the parameters passed;
+- the preset's resolved configuration with the notebooks' ``overrides`` applied
+  (``config.load(preset, overrides).to_dict()``) and the parameters passed;
 - the source of every ``stablelm2`` module the notebook imports, followed transitively through the
   modules' own imports (``import``/``from … import`` anywhere in a module, relative ones included),
   plus every package's ``__init__.py`` on the way and the data files lying beside an imported

@@ -48,6 +48,10 @@ smoke: every cell of the suite finishes in well under a minute on 2 cores; cpu: 
 RUNNER_OWNED = {"preset": "--preset"}
 """Notebook parameters that the runner sets itself, with the command-line flag that sets them."""
 
+OVERRIDES = "overrides"
+"""The parameter every notebook declares: a mapping ``{"section.field": value}`` that
+``config.load`` applies on top of the preset (``-p train.steps=5`` on the command line fills it)."""
+
 
 class RunnerError(ValueError):
     """Bad request to the runner (unknown chapter or parameter); raised before anything executes."""
@@ -120,21 +124,36 @@ def parse_value(raw: str) -> Any:
 
 
 def parse_parameters(items: list[str]) -> dict[str, Any]:
-    """``["seed=010", "what_if=x"]`` → ``{"seed": 10, "what_if": "x"}`` (values as :func:`parse_value`).
+    """``["seed=010", "what_if=x", "train.steps=5"]`` → ``{"seed": 10, "what_if": "x", "overrides":
+    {"train.steps": 5}}`` (values as :func:`parse_value`).
 
-    The one difference from papermill's command line: name and value are joined by the first ``=``
-    (``-p seed=7``) where papermill takes two words (``-p seed 7``). Raises :class:`RunnerError` on an
-    item without ``=``, a name that is not a Python identifier, or a parameter the runner owns.
+    A name ``section.field`` is a config field: it goes into the :data:`OVERRIDES` mapping every
+    notebook declares, checked by ``config.load`` before anything runs. The one difference from
+    papermill's command line: name and value are joined by the first ``=`` (``-p seed=7``) where
+    papermill takes two words (``-p seed 7``). Raises :class:`RunnerError` on an item without ``=``,
+    a name that is neither a Python identifier nor ``section.field``, ``overrides`` itself, or a
+    parameter the runner owns.
     """
     out: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise RunnerError(f"parameter {item!r} is not of the form name=value (e.g. -p seed=7)")
         key, raw = item.split("=", 1)
         key = key.strip()
+        parts = key.split(".")
+        if len(parts) == 2 and all(p.isidentifier() for p in parts):
+            fields[key] = parse_value(raw)
+            continue
         if not key.isidentifier():
-            raise RunnerError(f"parameter name {key!r} in {item!r} is not a Python identifier")
+            raise RunnerError(f"parameter name {key!r} in {item!r} is not a Python identifier (nor a config "
+                              "field section.field, e.g. -p train.steps=5)")
+        if key == OVERRIDES:
+            raise RunnerError(f"set config fields one by one as -p section.field=value (e.g. -p train.steps=5), "
+                              f"not -p {item}")
         out[key] = parse_value(raw)
+    if fields:
+        out[OVERRIDES] = fields
     refuse_owned(out)
     return out
 
@@ -260,8 +279,11 @@ def _tidy(out: Path, log: Any, record: dict[str, Any], stopped: bool) -> None:
 
 def plan_keys(preset: str, parameters: dict[str, Any], nb_dir: Path, src_dir: Path | None = None
               ) -> dict[str, tuple[str, dict[str, Any]]]:
-    """``{chapter: (key, parts)}`` for every chapter of ``nb_dir``, upstream keys included in order."""
-    resolved = load_config(preset).to_dict()
+    """``{chapter: (key, parts)}`` for every chapter of ``nb_dir``, upstream keys included in order.
+
+    The configuration in every key is the preset's with the :data:`OVERRIDES` applied (so a changed
+    override reruns the chapters); ConfigError if an override is not a valid field value."""
+    resolved = load_config(preset, parameters.get(OVERRIDES)).to_dict()
     lock = lock_file()
     keys: dict[str, tuple[str, dict[str, Any]]] = {}
     names = chapters(nb_dir)
@@ -299,7 +321,8 @@ def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[st
     """Execute (or reuse) chapters in order; every chapter's record is kept in ``runs.json``.
 
     Unknown chapters, an unknown preset, a parameter that no notebook declares or one the runner
-    owns (``preset``) are refused before anything runs. A chapter whose key equals that of its last
+    owns (``preset``), and :data:`OVERRIDES` that ``config.load`` refuses (an unknown field, a wrong
+    type, a value out of range) are refused before anything runs. A chapter whose key equals that of its last
     finished run is reused (``reused=True``, with the commit and time it was executed at) unless
     ``force``. ``timeout_s``: per-cell timeout (default :data:`CELL_TIMEOUT_S` of the preset).
     ``src_dir``: the ``stablelm2`` package source the keys are computed from (default: this one).
@@ -321,6 +344,15 @@ def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[st
         if "preset" not in declared:
             raise RunnerError(f"{chapter}.ipynb has no `preset` in its parameters cell")
         declared_any |= set(declared)
+    if OVERRIDES in parameters:
+        if not isinstance(parameters[OVERRIDES], dict):
+            raise RunnerError(f"parameter {OVERRIDES!r} must be a mapping of 'section.field' to value, not "
+                              f"{parameters[OVERRIDES]!r}")
+        lacking = [c for c in todo if OVERRIDES not in parameters_of(nb_dir / f"{c}.ipynb")]
+        if lacking and len(lacking) < len(todo):
+            raise RunnerError(f"{', '.join(lacking)} declare no `{OVERRIDES}` parameter, so the config fields "
+                              f"{', '.join(parameters[OVERRIDES])} would not reach them; add `{OVERRIDES} = {{}}` "
+                              "to their parameters cell")
     unknown = sorted(set(parameters) - declared_any)
     if unknown:
         raise RunnerError(
