@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import math
 import numbers
 import os
@@ -86,22 +85,27 @@ _T = TypeVar("_T", int, float)
 
 def positive(default: _T) -> _T:
     """A numeric field that must be > 0."""
-    return field(default=default, metadata={"range": "positive"})  # type: ignore[no-any-return]
+    return field(default=default, metadata={"range": "positive"})
 
 
 def non_negative(default: _T) -> _T:
     """A numeric field that must be ≥ 0 (0 usually means 'off' or 'all'; the field's docstring says which)."""
-    return field(default=default, metadata={"range": "non-negative"})  # type: ignore[no-any-return]
+    return field(default=default, metadata={"range": "non-negative"})
 
 
 def fraction(default: _T) -> _T:
     """A numeric field that must lie in [0, 1]."""
-    return field(default=default, metadata={"range": "fraction"})  # type: ignore[no-any-return]
+    return field(default=default, metadata={"range": "fraction"})
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """The resolved annotations of a section class (read once per class)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _type_name(annotation: Any) -> str:
@@ -793,16 +797,16 @@ def check_across(cfg: Config) -> None:
             f"eval.needle_max_ctx = {e.needle_max_ctx} exceeds model.max_position_embeddings = "
             f"{m.max_position_embeddings}; the model cannot read a context that long"
         )
-    q = cfg.quant
-    for entry in q.models:
+    quant = cfg.quant
+    for entry in quant.models:
         if "/" in entry and run.offline:
             raise ConfigError(f"quant.models entry {entry!r} is a Hub model but run.offline is True; use "
                               f"{', '.join(LOCAL_MODELS)} at preset {run.preset!r}")
-    if q.ppl_window > m.max_position_embeddings:
-        raise ConfigError(f"quant.ppl_window = {q.ppl_window} exceeds model.max_position_embeddings = "
+    if quant.ppl_window > m.max_position_embeddings:
+        raise ConfigError(f"quant.ppl_window = {quant.ppl_window} exceeds model.max_position_embeddings = "
                           f"{m.max_position_embeddings}")
-    if q.prompt_tokens + q.gen_tokens > m.max_position_embeddings:
-        raise ConfigError(f"quant.prompt_tokens + quant.gen_tokens = {q.prompt_tokens + q.gen_tokens} exceeds "
+    if quant.prompt_tokens + quant.gen_tokens > m.max_position_embeddings:
+        raise ConfigError(f"quant.prompt_tokens + quant.gen_tokens = {quant.prompt_tokens + quant.gen_tokens} exceeds "
                           f"model.max_position_embeddings = {m.max_position_embeddings}")
     if t.ablation_steps > 0:  # chapter 05's ablations: a proxy of width ablation_d_model on one process
         width = t.ablation_d_model or m.d_model
