@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_canary: refused — no CUDA GPU on this machine (torch.cuda.is_available() is False); run it on a "
               "GPU node", file=sys.stderr)
         return 2
-    from stablelm2.record import atomic_write_json, hardware
+    from stablelm2.files import atomic_write_json
+    from stablelm2.record import hardware
 
     record: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
                               "torch": torch.__version__, "hardware": hardware(), "time_utc": time.strftime(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stablelm2 import carbon, config, facts, ledger, record, runner
+from stablelm2 import carbon, config, facts, files, ledger, record, runner
 from stablelm2.config import ConfigError
 from stablelm2.ledger import Ledger
 
@@ -195,7 +195,7 @@ def test_unknown_gpu_and_region_suggest_the_fix():
 def _fake_chapter(root, chapter, energy, status="finished"):
     d = root / "smoke" / chapter
     d.mkdir(parents=True, exist_ok=True)
-    record.atomic_write_json(d / "metrics.json", {"chapter": chapter, "status": status, "energy": energy,
+    files.atomic_write_json(d / "metrics.json", {"chapter": chapter, "status": status, "energy": energy,
                                                   "duration_s": 12.0, "claims": []})
 
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import nbformat
+
+from .files import sha256_bytes
 
 PACKAGE = "stablelm2"
 _DATA_SKIP = {".py", ".pyc", ".pyo"}
@@ -45,10 +46,6 @@ class FingerprintError(ValueError):
 
 def package_dir() -> Path:
     return Path(__file__).resolve().parent
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _module_file(name: str, pkg_dir: Path) -> Path | None:

@@ -692,7 +692,7 @@ def write_scoreboard(preset_dir: Path) -> Path:
     ``id, chapter, fact, kind, status, what, paper{value, unit, interval, tolerance, source},
     ours{value, interval, interval_is}, condition, n_seeds, test, p_value, fit, evidence{text, page, metrics}``.
     """
-    from .record import atomic_write_json
+    from .files import atomic_write_json
 
     preset_dir = Path(preset_dir)
     board = scoreboard(preset_dir)

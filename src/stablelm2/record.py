@@ -19,26 +19,22 @@ change, so a crashed notebook still leaves what it had measured. :func:`read` re
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import hashlib
 import importlib.metadata as _md
 import json
 import logging
 import os
 import platform
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import Config, build_root, repo_root
+from .files import atomic_write_json, sha256_file
 from .ledger import Ledger
 
 PACKAGES = (
@@ -46,70 +42,6 @@ PACKAGES = (
     "gguf", "llama_cpp_python", "openvino", "nncf", "codecarbon", "papermill", "numpy", "pandas",
 )
 _NON_DETERMINISTIC = ("provenance", "timings", "energy", "started", "finished_at", "duration_s")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-@contextlib.contextmanager
-def atomic_dir(out: Path | str) -> Iterator[Path]:
-    """A scratch path beside ``out`` (not yet created) that becomes ``out`` when the block succeeds.
-
-    Write a folder there (``save_pretrained``, a converter, ``copytree``...); on success it replaces
-    ``out`` in one rename, on any error it is removed and ``out`` stays as it was::
-
-        with atomic_dir(models / "pretrained") as tmp:
-            model.save_pretrained(tmp)
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        yield tmp
-        if not tmp.is_dir():
-            raise FileNotFoundError(f"nothing was written to {tmp}, so {out} was left as it was")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _json_default(x: Any) -> Any:
-    if hasattr(x, "item") and callable(x.item):
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON-serialisable")
 
 
 # ------------------------------------------------------------------------------ provenance

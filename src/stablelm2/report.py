@@ -29,8 +29,8 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 from . import chapters as registry
 from . import quiet
 from .config import PRESETS, ConfigError, build_root
+from .files import atomic_write_json, atomic_write_text
 from .ledger import STATUSES, scoreboard, write_scoreboard
-from .record import atomic_write_json, atomic_write_text
 from .runner import read_status
 
 TEMPLATES = Path(__file__).with_name("templates")

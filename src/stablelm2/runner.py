@@ -38,7 +38,8 @@ from . import chapters as registry
 from . import fingerprint, quiet
 from .config import PRESETS, ConfigError, build_root, repo_root
 from .config import load as load_config
-from .record import atomic_write_json, atomic_write_text, git_state
+from .files import atomic_write_json, atomic_write_text
+from .record import git_state
 
 CELL_TIMEOUT_S = {"smoke": 600, "cpu": 1800, "paper": 6 * 3600}
 """Seconds one cell may run before its chapter is stopped, per preset (``--cell-timeout`` overrides).

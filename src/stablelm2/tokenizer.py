@@ -53,7 +53,7 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from . import chat_formats, facts
-from .record import atomic_write_text
+from .files import atomic_write_text
 
 RANKS_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 """sha256 of OpenAI's ``cl100k_base.tiktoken`` (the file tiktoken itself checks on download)."""

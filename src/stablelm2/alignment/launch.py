@@ -17,7 +17,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..record import atomic_write_json
+from ..files import atomic_write_json
 from . import dpo, self_knowledge, sft
 from .recipes import Recipe
 

@@ -30,7 +30,7 @@ import yaml
 
 from .. import chat_formats, facts
 from ..config import Config, ConfigError
-from ..record import atomic_write_text
+from ..files import atomic_write_text
 from ..training import layout  # the batch solver (chapter 05's, sequences of length 1 here)
 
 STAGES = ("sft", "dpo", "self_knowledge")

@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import facts, tokenizer
-from ..record import atomic_write_json
+from ..files import atomic_write_json
 from . import chat, common
 from .recipes import Recipe
 

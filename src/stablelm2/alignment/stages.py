@@ -23,8 +23,8 @@ from typing import Any
 
 from .. import chapters
 from ..config import Config
+from ..files import atomic_write_json
 from ..ledger import Claim, Ledger
-from ..record import atomic_write_json
 from . import chat, common, dpo, recipes, self_knowledge, sft
 from .recipes import BASE_MODEL_HUB, STAGES, AlignmentError
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import build_root
+from ..files import atomic_write_json
 from ..hardware import median_time as median_time  # re-exported: the one timing loop (stablelm2.hardware)
-from ..record import atomic_write_json, hardware
+from ..record import hardware
 
 
 class BenchError(ValueError):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .. import tokenizer
-from ..record import atomic_write_json
+from ..files import atomic_write_json
 from . import sample
 from .mixture import DocumentStream
 from .sources import SourceError, StreamSpec, specs, table1

@@ -38,7 +38,7 @@ from email.parser import Parser
 from importlib import metadata
 from pathlib import Path
 
-from ..record import atomic_write_text
+from ..files import atomic_write_text
 from . import quality
 
 SAMPLE_DIR = Path(__file__).with_name("sample")

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .. import tokenizer
-from ..record import atomic_write_json
+from ..files import atomic_write_json
 from .packing import _from_ids, resolve_weights, sequences_per_step
 from .sources import SourceError, specs
 

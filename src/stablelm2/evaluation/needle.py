@@ -269,7 +269,7 @@ def plan(cfg: Config) -> dict[str, Any]:
 
 def save(df: pd.DataFrame, path: Path) -> Path:
     """Write one model's trial table as JSON (atomically)."""
-    from ..record import atomic_write_text
+    from ..files import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(df.to_dict(orient="records"), indent=1) + "\n")
     return Path(path)

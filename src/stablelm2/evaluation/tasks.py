@@ -40,7 +40,7 @@ import yaml
 
 from .. import facts as F
 from ..config import Config
-from ..record import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text
 
 TEXTS_DIR = Path(__file__).with_name("data") / "texts"
 """Text shipped with the package: ``essays.txt`` (haystack and cloze source) and ``qa.txt``."""

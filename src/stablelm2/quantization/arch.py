@@ -28,7 +28,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..config import Config, build_root, load
-from ..record import atomic_dir
+from ..files import atomic_dir
 from . import build as qbuild
 from .formats import check
 from .speed import speed_rows

@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..record import atomic_write_json
+from ..files import atomic_write_json
 from . import checkpoint as ckpt
 from . import gguf_io
 from .formats import REFERENCE, QuantError, check, get

@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..record import atomic_write_text, sha256_file
+from ..files import atomic_write_text, sha256_file
 
 SDIST_SHA256 = {
     "0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..record import atomic_dir
+from ..files import atomic_dir
 from .checkpoint import check, release_style_view
 from .formats import MLX_GROUP, QuantError, get
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..record import atomic_dir
+from ..files import atomic_dir
 from .checkpoint import check
 from .formats import INT4_GROUP, QuantError, get
 

@@ -27,7 +27,7 @@ from typing import Any
 from .. import chapters
 from .. import config as config_lib
 from ..config import LOCAL_MODELS, Config, ConfigError
-from ..record import atomic_dir
+from ..files import atomic_dir
 from . import build as qbuild
 from . import measure
 from .formats import FORMATS, REFERENCE, QuantError, get

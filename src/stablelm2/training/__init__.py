@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import chapters
 from ..config import Config, ConfigError
-from ..record import atomic_dir
+from ..files import atomic_dir
 
 CHAPTER = chapters.get("05").name
 

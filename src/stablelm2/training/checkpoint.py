@@ -49,7 +49,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import Config
-from ..record import sha256_file
+from ..files import sha256_file
 
 FILES = ("model.safetensors", "optimizer.pt", "trainer_state.json")
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")

@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 from .. import config as config_lib
 from .. import hardware
 from ..config import Config
-from ..record import atomic_write_json
+from ..files import atomic_write_json
 from . import backends
 from . import checkpoint as ckpt
 from . import layout as layout_lib

@@ -42,7 +42,7 @@ import yaml
 
 from .. import config as config_lib
 from ..config import Config
-from ..record import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text
 from . import layout as layout_lib
 from .backends import deepspeed_config
 
