@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from .files import sha256_bytes
+from .files import sha256_bytes, sha256_json
 
 PACKAGE = "stablelm2"
 _DATA_SKIP = {".py", ".pyc", ".pyo"}
@@ -199,13 +198,13 @@ def chapter_key(notebook: Path, resolved_config: dict[str, Any], parameters: dic
     """``(key, parts)``: the sha256 key of a chapter and the parts it was made from (for the record)."""
     parts = {
         "notebook": sha256_bytes(notebook.read_bytes()),
-        "config": sha256_bytes(json.dumps(resolved_config, sort_keys=True, default=str).encode()),
+        "config": sha256_json(resolved_config),
         "parameters": parameters,
         "sources": source_digests(notebook_modules(notebook, pkg_dir), pkg_dir),
         "upstream": dict(sorted(upstream_keys.items())),
         "lock": sha256_bytes(lock.read_bytes()) if lock is not None and lock.is_file() else None,
     }
-    key = sha256_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
+    key = sha256_json(parts)
     return key, parts
 
 

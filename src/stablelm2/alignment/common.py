@@ -7,17 +7,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..files import atomic_dir, sha256_bytes, sha256_files, sha256_json
 from .recipes import BATCH_UNITS, Recipe, describe_batch
 
 
@@ -51,18 +48,10 @@ def save_model(model: Any, tok: Any, out_dir: Path) -> Path:
     from .. import tokenizer
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         # the Arcade100k export (AutoTokenizer loads it), with this tokenizer's chat template
         tokenizer.save_transformers(tmp, chat_template=tok.chat_template)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -70,13 +59,8 @@ def fingerprint(path: str | Path) -> str:
     """sha256 over a model directory's weight and config files (a Hub id fingerprints as itself)."""
     path = Path(path)
     if not path.is_dir():
-        return hashlib.sha256(str(path).encode()).hexdigest()
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.suffix in (".safetensors", ".json") and f.is_file():
-            h.update(f.name.encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()
+        return sha256_bytes(str(path).encode())
+    return sha256_files(f for f in sorted(path.iterdir()) if f.suffix in (".safetensors", ".json") and f.is_file())
 
 
 SAMPLES_DIR = Path(__file__).with_name("samples")
@@ -84,20 +68,14 @@ SAMPLES_DIR = Path(__file__).with_name("samples")
 
 def samples_digest() -> str:
     """sha256 over the shipped conversation and preference samples (names and bytes of every file)."""
-    h = hashlib.sha256()
-    for f in sorted(SAMPLES_DIR.glob("*.jsonl")):
-        h.update(f.name.encode())
-        h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()
+    return sha256_files(sorted(SAMPLES_DIR.glob("*.jsonl")))
 
 
 def recipe_key(recipe: Recipe, *inputs: str) -> str:
     """Fingerprint of a stage: its recipe, the fingerprints of its inputs and, for local data, the shipped
     samples (:func:`samples_digest`), so an edited sample never reuses a model trained on the old one."""
     local = None if recipe.data.get("mode") == "hub" else samples_digest()
-    blob = json.dumps({"recipe": recipe.to_dict(), "inputs": list(inputs), "samples": local},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return sha256_json({"recipe": recipe.to_dict(), "inputs": list(inputs), "samples": local})
 
 
 def announce_batch(recipe: Recipe) -> str:

@@ -29,7 +29,6 @@ micro-batches, ``1/world_size`` of every global batch).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from .. import tokenizer
-from ..files import atomic_write_json
+from ..files import atomic_file, atomic_write_json, sha256_bytes, sha256_file
 from . import sample
 from .mixture import DocumentStream
 from .sources import SourceError, StreamSpec, specs, table1
@@ -214,7 +213,7 @@ def collate(seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, 
 
 def batch_digest(batch: dict[str, torch.Tensor]) -> str:
     """Short sha256 of a batch's ``input_ids`` (to compare batches across runs and machines)."""
-    return hashlib.sha256(batch["input_ids"].numpy().astype(np.int64).tobytes()).hexdigest()[:16]
+    return sha256_bytes(batch["input_ids"].numpy().astype(np.int64).tobytes())[:16]
 
 
 def packed_loader(cfg: Any, split: str = "train", *, rank: int = 0, world_size: int = 1,
@@ -278,12 +277,10 @@ def pack_shards(cfg: Any, steps: int, out_dir: Path | str, *, weights: dict[str,
             srcs.append(name)
         arr = np.stack(ids).astype(np.uint32)
         fname = f"shard_{first:06d}.npy"
-        tmp = out_dir / (fname + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
-        tmp.replace(out_dir / fname)
+        with atomic_file(out_dir / fname) as tmp:
+            np.save(tmp, arr)
         shards.append({"file": fname, "first_step": first, "steps": n_steps, "sequences": len(ids),
-                       "sha256": hashlib.sha256((out_dir / fname).read_bytes()).hexdigest(),
+                       "sha256": sha256_file(out_dir / fname),
                        "sources": srcs})
     manifest = {"fingerprint": loader._fingerprint(), "seq_len": cfg.data.seq_len, "sequences_per_step": G,
                 "steps": steps, "tokenizer": "arcade100k", "eot_id": tokenizer.EOT_ID,
@@ -311,7 +308,7 @@ def batch_at(cfg: Any, step: int, *, shards_dir: Path | str | None = None,
         for sh in man["shards"]:
             if sh["first_step"] <= step < sh["first_step"] + sh["steps"]:
                 path = Path(shards_dir) / sh["file"]
-                if hashlib.sha256(path.read_bytes()).hexdigest() != sh["sha256"]:
+                if sha256_file(path) != sh["sha256"]:
                     raise SourceError(f"{path} does not match its sha256 in the manifest; repack the shards")
                 lo = (step - sh["first_step"]) * G
                 ids = np.load(path)[lo:lo + G].astype(np.int64)

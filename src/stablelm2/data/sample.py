@@ -29,11 +29,12 @@ decided by :mod:`.split`, the project's one split rule.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
+
+from ..files import sha256_file
 
 SAMPLE_DIR = Path(__file__).with_name("sample")
 MANIFEST = SAMPLE_DIR / "MANIFEST.json"
@@ -82,7 +83,7 @@ def verify(name: str) -> Path:
     if entry is None:
         raise SampleError(f"sample file {fname} is not in {MANIFEST.name}; fix: run python -m "
                           "stablelm2.data.sample_build to re-hash the sample")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise SampleError(f"sample file {path} (source {name!r}) has sha256 {digest[:16]}…, the manifest says "
                           f"{entry['sha256'][:16]}…; the file is corrupt or edited — restore it from the repository")

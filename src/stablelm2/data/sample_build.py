@@ -24,7 +24,6 @@ only cleaned; :func:`write_manifest` hashes every file, whatever its origin.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import html.parser
 import inspect
 import json
@@ -38,7 +37,7 @@ from email.parser import Parser
 from importlib import metadata
 from pathlib import Path
 
-from ..files import atomic_write_text
+from ..files import atomic_write_json, atomic_write_jsonl, sha256_bytes
 from . import quality
 
 SAMPLE_DIR = Path(__file__).with_name("sample")
@@ -329,11 +328,7 @@ def _doc_text(doc: dict) -> str:
 
 
 def write_jsonl(path: Path, docs: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for d in docs:
-            fh.write(json.dumps(d, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_jsonl(path, docs)
 
 
 def write_manifest(sample_dir: Path = SAMPLE_DIR, cleaning: dict | None = None) -> dict:
@@ -353,7 +348,7 @@ def write_manifest(sample_dir: Path = SAMPLE_DIR, cleaning: dict | None = None) 
         data = fpath.read_bytes()
         docs = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
         files[meta["file"]] = {
-            "source": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "source": name, "sha256": sha256_bytes(data), "bytes": len(data),
             "gzip_bytes": len(gzip.compress(data, mtime=0)), "n_docs": len(docs),
             "chars": sum(len(d.get("text", "")) for d in docs),
             "origins": sorted({re.sub(r" \(.*\)$", "", d["origin"]) for d in docs}),
@@ -365,7 +360,7 @@ def write_manifest(sample_dir: Path = SAMPLE_DIR, cleaning: dict | None = None) 
         manifest["cleaning"] = {"tool": f"stablelm2.data.sample_build.clean, py3langid "
                                         f"{metadata.version('py3langid')}", **cleaning} \
             if "tool" not in cleaning else cleaning
-    atomic_write_text(path, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_json(path, manifest, indent=1, ensure_ascii=False)
     return manifest
 
 

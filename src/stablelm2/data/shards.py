@@ -30,7 +30,6 @@ tokenizing the whole global batch (``G·L`` tokens) as the streaming loader does
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from .. import tokenizer
-from ..files import atomic_write_json
+from ..files import atomic_file, atomic_write_json, sha256_file
 from .packing import _from_ids, resolve_weights, sequences_per_step
 from .sources import SourceError, specs
 
@@ -144,20 +143,10 @@ def _fingerprint(cfg: Any, weights: dict[str, float] | None) -> dict[str, Any]:
             "global_batch_tokens": cfg.train.global_batch_tokens, "micro_batch": cfg.train.micro_batch}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _save(path: Path, arr: np.ndarray) -> str:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-    os.replace(tmp, path)
-    return _sha256(path)
+    with atomic_file(path) as tmp:
+        np.save(tmp, arr)
+    return sha256_file(path)
 
 
 def build(cfg: Any, steps: int, out_dir: Path | str, *, weights: dict[str, float] | None = None,
@@ -270,7 +259,7 @@ class ShardLoader:
     def _open(self, fname: str) -> np.ndarray:
         if fname not in self._cache:
             path = self.dir / fname
-            if _sha256(path) != self.man["files"].get(fname):
+            if sha256_file(path) != self.man["files"].get(fname):
                 raise SourceError(f"{path} does not match its sha256 in the manifest; rebuild the shards")
             self._cache = {fname: np.load(path, mmap_mode="r")}  # one chunk open at a time
             self.opened.append(fname)

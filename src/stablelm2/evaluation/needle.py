@@ -22,7 +22,6 @@ sits within a token or two of the requested depth.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -269,8 +268,8 @@ def plan(cfg: Config) -> dict[str, Any]:
 
 def save(df: pd.DataFrame, path: Path) -> Path:
     """Write one model's trial table as JSON (atomically)."""
-    from ..files import atomic_write_text
+    from ..files import atomic_write_json
 
-    atomic_write_text(Path(path), json.dumps(df.to_dict(orient="records"), indent=1) + "\n")
+    atomic_write_json(Path(path), df.to_dict(orient="records"), indent=1)
     return Path(path)
 

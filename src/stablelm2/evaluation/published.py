@@ -21,7 +21,6 @@ Three sources, none typed by hand:
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import re
@@ -32,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from .. import facts as F
+from ..files import sha256_bytes
 from ..ledger import Claim, Ledger
 
 DATA_DIR = Path(__file__).with_name("data") / "published"
@@ -108,7 +108,7 @@ def _resolve(model: str) -> str:
 def _load_checked(model: str) -> dict[str, Any]:
     path = _index()[model]
     raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = sha256_bytes(raw)
     if digest != manifest()[path.name]:
         raise PublishedError(
             f"{path} has sha256 {digest[:12]}…, not the {manifest()[path.name][:12]}… recorded in README.md: "

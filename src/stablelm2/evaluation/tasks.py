@@ -40,7 +40,7 @@ import yaml
 
 from .. import facts as F
 from ..config import Config
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
 TEXTS_DIR = Path(__file__).with_name("data") / "texts"
 """Text shipped with the package: ``essays.txt`` (haystack and cloze source) and ``qa.txt``."""
@@ -256,7 +256,7 @@ def write_local_tasks(out_dir: Path, seed: int) -> Path:
 
     def jsonl(name: str, docs: list[dict[str, Any]]) -> str:
         path = out_dir / f"{name}.jsonl"
-        atomic_write_text(path, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs))
+        atomic_write_jsonl(path, docs)
         return str(path)
 
     train, test = qa_docs()

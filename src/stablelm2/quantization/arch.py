@@ -19,16 +19,14 @@ slow parts) and ~16 GB of disk. The OpenVINO trace reads the model in fp16 to st
 from __future__ import annotations
 
 import gc
-import hashlib
 import importlib.metadata as md
-import json
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..config import Config, build_root, load
-from ..files import atomic_dir
+from ..files import atomic_dir, sha256_json
 from . import build as qbuild
 from .formats import check
 from .speed import speed_rows
@@ -49,7 +47,7 @@ def cache_dir(cfg: Config) -> Path:
     ident = {"config": model.hf_config(paper_config(cfg)).to_dict(), "seed": cfg.run.seed, "dtype": "float16",
              "versions": versions}
     ident["config"].pop("transformers_version", None)
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    key = sha256_json(ident)[:12]
     return build_root() / "cache" / CACHE / key
 
 

@@ -22,14 +22,13 @@ import argparse
 import importlib.metadata as md
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-from ..files import atomic_write_text, sha256_file
+from ..files import atomic_dir, atomic_file, atomic_write_text, sha256_file
 
 SDIST_SHA256 = {
     "0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
@@ -104,7 +103,7 @@ def install(sdist: Path | str | None = None, *, force: bool = False) -> Path:
     if (target / "convert_hf_to_gguf.py").is_file() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama-cpp-") as tmp_s:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".llama-cpp-") as tmp_s, atomic_dir(target) as staged:
         tmp = Path(tmp_s)
         tarball = Path(sdist) if sdist is not None else download_sdist(tmp / "dl", version)
         if not tarball.is_file():
@@ -114,7 +113,6 @@ def install(sdist: Path | str | None = None, *, force: bool = False) -> Path:
             raise ConverterError(f"sdist {tarball} has sha256 {digest}, expected {SDIST_SHA256[version]} for "
                                  f"llama-cpp-python {version}; the download is corrupt or a different release")
         prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
-        staged = tmp / "staged"
         staged.mkdir()
         with tarfile.open(tarball, "r:gz") as tar:
             members = [m for m in tar.getmembers()
@@ -128,9 +126,6 @@ def install(sdist: Path | str | None = None, *, force: bool = False) -> Path:
             raise ConverterError(f"sdist {tarball} lacks {', '.join(missing)} under {prefix}")
         atomic_write_text(staged / "SOURCE.json", json.dumps(
             {"package": "llama-cpp-python", "version": version, "sdist_sha256": digest, "parts": PARTS}, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staged, target)
     return target
 
 
@@ -144,20 +139,14 @@ def convert(checkpoint: Path | str, out: Path | str, *, outtype: str = "f16", ti
         raise ConverterError(f"outtype {outtype!r} is not one the converter writes; choose one of {OUTTYPES}")
     conv = script()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    tmp.unlink(missing_ok=True)
     env = dict(os.environ)
     env.pop("NO_LOCAL_GGUF", None)  # use the gguf-py the converter was written against
-    cmd = [sys.executable, str(conv), str(checkpoint), "--outfile", str(tmp), "--outtype", outtype]
-    try:
+    with atomic_file(out) as tmp:
+        cmd = [sys.executable, str(conv), str(checkpoint), "--outfile", str(tmp), "--outtype", outtype]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         if proc.returncode != 0 or not tmp.is_file():
             raise ConverterError(f"llama.cpp's converter failed on checkpoint {checkpoint} (exit {proc.returncode}):\n"
                                  f"{proc.stderr[-3000:]}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

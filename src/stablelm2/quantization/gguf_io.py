@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_file
 from .formats import QuantError, get, llama_ftype
 
 MAGIC = b"GGUF"
@@ -228,18 +229,12 @@ def quantize(src: Path | str, dst: Path | str, fmt: str, *, threads: int = 2) ->
     params = llama_cpp.llama_model_quantize_default_params()
     params.nthread = threads
     params.ftype = llama_ftype(spec)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.partial")
-    tmp.unlink(missing_ok=True)
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-    try:
+    with atomic_file(dst) as tmp:
         with _c_stderr() as log:
             rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0 or not tmp.is_file():
             raise GGUFError(f"llama_model_quantize failed on {src} → {fmt} (return code {rc}):\n{log()[-3000:]}")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     fallback = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback quantization", log())
     if fallback:  # one line instead of llama.cpp's warning per tensor; inspect() lists every tensor's type
         print(f"[llama.cpp] {fmt}: {fallback[1]} of {fallback[2]} tensors stored in another type (their rows are "

@@ -16,13 +16,12 @@ plugin with ``INFERENCE_PRECISION_HINT=f32`` so the formats differ only in their
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..files import atomic_dir
+from ..files import atomic_dir, atomic_write_json
 from .checkpoint import check
 from .formats import INT4_GROUP, QuantError, get
 
@@ -117,7 +116,7 @@ def save(ov_model: Any, out: Path | str, fmt: str, meta: dict[str, Any]) -> Path
     with atomic_dir(out) as tmp:
         tmp.mkdir()
         ov.save_model(ov_model, tmp / "model.xml", compress_to_fp16=spec.ir_fp16 or spec.nncf_mode is not None)
-        (tmp / META).write_text(json.dumps({"format": fmt, **meta}, indent=2), encoding="utf-8")
+        atomic_write_json(tmp / META, {"format": fmt, **meta})
     return out
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from .. import chapters
 from .. import config as config_lib
 from ..config import LOCAL_MODELS, Config, ConfigError
-from ..files import atomic_dir
+from ..files import atomic_dir, atomic_write_text
 from . import build as qbuild
 from . import measure
 from .formats import FORMATS, REFERENCE, QuantError, get
@@ -71,7 +71,7 @@ def random_checkpoint(cfg: Config) -> Path:
     with atomic_dir(out) as tmp:
         model.build(cfg, dtype=torch.float32).save_pretrained(tmp)
         tokenizer.save_transformers(tmp)
-        (tmp / "random.json").write_text(ident)
+        atomic_write_text(tmp / "random.json", ident)
     return out
 
 

@@ -24,14 +24,13 @@ use and reused afterwards.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .. import chapters
 from ..config import Config, ConfigError
-from ..files import atomic_dir
+from ..files import atomic_dir, atomic_write_json
 
 CHAPTER = chapters.get("05").name
 
@@ -74,9 +73,9 @@ def pretrained(cfg: Config, *, progress: bool = True) -> Path:
     with atomic_dir(out) as tmp:  # replaces an incomplete earlier attempt (one without the stamp)
         shutil.copytree(rd / "model", tmp)
         tokenizer.save_transformers(tmp)
-        (tmp / "pretrained.json").write_text(json.dumps(
-            {"fingerprint": history["fingerprint"], "identity": history["identity"], "summary": history["summary"],
-             "run_dir": str(rd), "preset": cfg.run.preset}, indent=1), encoding="utf-8")
+        atomic_write_json(tmp / "pretrained.json",
+                          {"fingerprint": history["fingerprint"], "identity": history["identity"],
+                           "summary": history["summary"], "run_dir": str(rd), "preset": cfg.run.preset}, indent=1)
     return out
 
 

@@ -34,7 +34,6 @@ parts (gathering ZeRO shards, loader positions and RNG states).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -49,7 +48,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import Config
-from ..files import sha256_file
+from ..files import atomic_dir, atomic_write_text, fsync_dir, fsync_file, sha256_file, sha256_json
 
 FILES = ("model.safetensors", "optimizer.pt", "trainer_state.json")
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
@@ -99,16 +98,11 @@ def _digest(pkg_dir: Path | None) -> str:
     from .. import fingerprint as fp
 
     digests = fp.source_digests(fp.module_closure(["stablelm2.training.engine"], pkg_dir), pkg_dir)
-    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+    return sha256_json(digests)
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
+    return sha256_json(ident)
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -147,32 +141,22 @@ def save(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimiz
     final = step_dir(root, step)
     if final.exists():
         raise CheckpointError(f"{final} already exists; a run never writes the same step twice")
-    tmp = root / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(final) as tmp:
+        tmp.mkdir()
         save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()},
                   str(tmp / "model.safetensors"), metadata={"step": str(step)})
         torch.save(optimizer_state, tmp / "optimizer.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, default=_plain), encoding="utf-8")
+        atomic_write_text(tmp / "trainer_state.json", json.dumps(trainer_state, default=_plain))
         for name, src in (extra_files or {}).items():
             shutil.move(str(src), str(tmp / name))
         hashes = {}
         for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            _fsync_file(f)
+            fsync_file(f)
             hashes[str(f.relative_to(tmp))] = sha256_file(f)
         meta = {"step": step, "identity": identity, "fingerprint": fingerprint(identity), "files": hashes,
                 "format": 1, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-        _fsync_file(tmp / "meta.json")
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    dir_fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))  # fsynced
+    fsync_dir(root)
     for _, old in all_checkpoints(root)[:-keep] if keep > 0 else []:
         trash = root / f".trash-{old.name}-{os.getpid()}"
         os.replace(old, trash)

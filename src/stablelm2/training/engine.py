@@ -56,7 +56,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -71,7 +70,7 @@ from tqdm.auto import tqdm
 from .. import config as config_lib
 from .. import hardware
 from ..config import Config
-from ..files import atomic_write_json
+from ..files import atomic_dir, atomic_write_json
 from . import backends
 from . import checkpoint as ckpt
 from . import layout as layout_lib
@@ -450,16 +449,8 @@ def _save_checkpoint(backend: Any, scheduler: Any, loader: Any, run_state: dict[
 def _save_final(raw: torch.nn.Module, weights: dict[str, torch.Tensor], out: Path) -> Path:
     """``save_pretrained`` into ``out/model`` via a temporary folder (atomic)."""
     final = out / "model"
-    tmp = out / f".model-tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    raw.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
-    if final.exists():
-        old = out / f".model-old-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
+    with atomic_dir(final) as tmp:
+        raw.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
     return final
 
 
