@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from stablelm2 import files
 from stablelm2.quantization import build, checkpoint
 from stablelm2.quantization.formats import QuantError
 
@@ -71,3 +72,20 @@ def test_release_style_config_has_top_level_rope_keys(tmp_path):
     view = checkpoint.release_style_view(tiny_checkpoint(), tmp_path / "view")
     assert (view / "model.safetensors").is_symlink()
     assert json.loads((view / "config.json").read_text())["partial_rotary_factor"] == 0.25
+
+
+def test_release_style_view_rewrites_config_atomically(tmp_path, monkeypatch):
+    view = checkpoint.release_style_view(tiny_checkpoint(), tmp_path / "view")
+    before = (view / "config.json").read_text()
+
+    def interrupted(src, dst):  # killed before the new config.json is renamed into place
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "replace", interrupted)
+    src = _copy(tmp_path)
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**cfg, "written_by": "a later export"}))
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.release_style_view(src, view)
+    assert (view / "config.json").read_text() == before
+    assert not [p for p in view.iterdir() if p.name.startswith(".")]

@@ -88,11 +88,26 @@ def atomic_dir(out: Path | str) -> Iterator[Path]:
         yield tmp
         if not tmp.is_dir():
             raise FileNotFoundError(f"nothing was written to {tmp}, so {out} was left as it was")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        if out.exists():  # set the old folder aside, so ``out`` is never missing and comes back on failure
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_copy(src: Path | str, dest: Path | str) -> Path:
+    with atomic_file(dest) as tmp:
+        shutil.copy2(src, tmp)
+    return Path(dest)
 
 
 def sha256_file(path: Path | str) -> str:
@@ -134,10 +149,10 @@ def fsync_dir(path: Path | str) -> None:
 
 
 def json_default(x: Any) -> Any:
+    if hasattr(x, "tolist") and callable(x.tolist):  # numpy/torch arrays and their scalars
+        return x.tolist()
     if hasattr(x, "item") and callable(x.item):
         return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
     if isinstance(x, Path):
         return str(x)
     raise TypeError(f"{type(x).__name__} is not JSON-serialisable")

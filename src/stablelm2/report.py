@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 from . import chapters as registry
 from . import quiet
 from .config import PRESETS, ConfigError, build_root
-from .files import atomic_write_json, atomic_write_text
+from .files import atomic_copy, atomic_write_json, atomic_write_text
 from .ledger import STATUSES, scoreboard, write_scoreboard
 from .runner import read_status
 
@@ -227,12 +226,9 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
                 src = root / preset / name / fig["file"]
                 if not src.is_file():
                     continue
-                dest = out_dir / "figures" / name / src.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest)
+                atomic_copy(src, out_dir / "figures" / name / src.name)
                 if figures_dir is not None:
-                    figures_dir.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, figures_dir / src.name)
+                    atomic_copy(src, figures_dir / src.name)
                 figures.append({"name": fig["name"], "chapter": name, "caption": fig.get("caption", ""),
                                 "src": f"figures/{name}/{src.name}", "page": page or "#figures"})
         known = name in registry.names()

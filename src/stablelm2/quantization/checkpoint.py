@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_json
+
 STABLELM_TYPES = ("stablelm", "stablelm_epoch")
 ARCHITECTURES = ("StableLmForCausalLM", "StableLMEpochForCausalLM")
 
@@ -97,5 +99,5 @@ def release_style_view(src: Path | str, dst: Path | str) -> Path:
             if link.is_symlink() or link.exists():
                 link.unlink()
             os.symlink(f, link)
-    (dst / "config.json").write_text(json.dumps(release_style_config(config), indent=2), encoding="utf-8")
+    atomic_write_json(dst / "config.json", release_style_config(config))
     return dst

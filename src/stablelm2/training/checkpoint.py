@@ -48,7 +48,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import Config
-from ..files import atomic_dir, atomic_write_text, fsync_dir, fsync_file, sha256_file, sha256_json
+from ..files import (
+    atomic_dir,
+    atomic_write_text,
+    fsync_dir,
+    fsync_file,
+    json_default,
+    sha256_file,
+    sha256_json,
+)
 
 FILES = ("model.safetensors", "optimizer.pt", "trainer_state.json")
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
@@ -146,7 +154,7 @@ def save(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimiz
         save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()},
                   str(tmp / "model.safetensors"), metadata={"step": str(step)})
         torch.save(optimizer_state, tmp / "optimizer.pt")
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(trainer_state, default=_plain))
+        atomic_write_text(tmp / "trainer_state.json", json.dumps(trainer_state, default=json_default))
         for name, src in (extra_files or {}).items():
             shutil.move(str(src), str(tmp / name))
         hashes = {}
@@ -162,16 +170,6 @@ def save(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimiz
         os.replace(old, trash)
         shutil.rmtree(trash, ignore_errors=True)
     return final
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} cannot go into trainer_state.json")
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
