@@ -78,6 +78,7 @@ class Fact:
 
     @property
     def known(self) -> bool:
+        """The sources give the value (``False``: FACTS.md marks it UNCONFIRMED or missing)."""
         return self.value is not None
 
     def cite(self) -> str:
@@ -177,7 +178,11 @@ def sources() -> dict[str, dict[str, Any]]:
 
 
 def get(fact_id: str) -> Fact:
-    """The :class:`Fact` with this id (known or not)."""
+    """The :class:`Fact` with this id (known or not), e.g. ``get("train.adam_eps")``.
+
+    Raises:
+        UnknownFact: no fact has this id in ``facts.yaml`` (names the closest ids).
+    """
     facts = _load()[0]
     if fact_id not in facts:
         hint = difflib.get_close_matches(fact_id, list(facts), n=3)
@@ -189,7 +194,11 @@ def get(fact_id: str) -> Fact:
 
 
 def value(fact_id: str) -> Any:
-    """The value of a known fact; :class:`UnknownFact` if the sources do not give it."""
+    """The value of a known fact, in the fact's ``unit`` (``get(fact_id).unit``).
+
+    Raises:
+        UnknownFact: no fact has this id, or the sources do not give its value (treat it as a parameter).
+    """
     fact = get(fact_id)
     if not fact.known:
         raise UnknownFact(

@@ -23,7 +23,14 @@ from typing import Any
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of one."""
+    """Write ``text`` (UTF-8) to ``path`` so readers see the old file or the new one, never half of one.
+
+    The text goes to a temporary file beside ``path`` (same folder, so the rename stays on one file
+    system), is flushed and fsynced, then renamed over ``path``; parents are created.
+
+    Raises:
+        OSError: the folder cannot be written (the temporary file is removed, ``path`` is unchanged).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -39,11 +46,25 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> None:
+    """Write ``data`` as JSON (keys in insertion order, a final newline) with :func:`atomic_write_text`.
+
+    numpy/torch arrays and scalars and paths are converted by :func:`json_default`.
+
+    Raises:
+        TypeError: ``data`` holds something JSON cannot write (nothing is written; ``path`` is unchanged).
+        OSError: as :func:`atomic_write_text`.
+    """
     atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=ensure_ascii, sort_keys=False,
                                        default=json_default) + "\n")
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    """Write ``rows`` as JSON lines (one object a line, UTF-8 kept as is) with :func:`atomic_write_text`.
+
+    Raises:
+        TypeError: a row holds something JSON cannot write (``path`` is unchanged).
+        OSError: as :func:`atomic_write_text`.
+    """
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=json_default) + "\n" for r in rows))
 
 
@@ -55,6 +76,12 @@ def atomic_file(path: Path | str) -> Iterator[Path]:
 
         with atomic_file(out / "shard.npy") as tmp:
             np.save(tmp, arr)
+
+    The scratch name keeps ``path``'s suffix (``np.save`` and ``savefig`` go by it). The file is
+    fsynced before the rename; on any error it is removed and ``path`` stays as it was.
+
+    Raises:
+        FileNotFoundError: the block wrote nothing at the scratch path (``path`` is left as it was).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +106,12 @@ def atomic_dir(out: Path | str) -> Iterator[Path]:
 
         with atomic_dir(models / "pretrained") as tmp:
             model.save_pretrained(tmp)
+
+    An existing ``out`` is set aside (renamed) before the new folder is renamed in, and renamed back
+    if that fails, so ``out`` is never missing.
+
+    Raises:
+        FileNotFoundError: the block created no folder at the scratch path (``out`` is left as it was).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,13 +138,22 @@ def atomic_dir(out: Path | str) -> Iterator[Path]:
 
 
 def atomic_copy(src: Path | str, dest: Path | str) -> Path:
+    """Copy the file ``src`` (contents and times) to ``dest`` through :func:`atomic_file`; returns ``dest``.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist (``dest`` is unchanged).
+    """
     with atomic_file(dest) as tmp:
         shutil.copy2(src, tmp)
     return Path(dest)
 
 
 def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
+    """Hex sha256 (64 characters) of a file's bytes, read in 4 MiB chunks (any size, constant memory).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -120,14 +162,24 @@ def sha256_file(path: Path | str) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 (64 characters) of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_json(data: Any) -> str:
+    """Hex sha256 of ``data`` as canonical JSON (keys sorted, ``str()`` for what JSON cannot write):
+    the same digest for equal dicts whatever their key order — the fingerprint of a configuration."""
     return sha256_bytes(json.dumps(data, sort_keys=True, default=str).encode())
 
 
 def sha256_files(paths: Iterable[Path]) -> str:
+    """Hex sha256 over a set of files, in the order given: each file's name, then its sha256 digest.
+
+    Renaming, editing, adding or removing a file changes it; the folder the files lie in does not.
+
+    Raises:
+        FileNotFoundError: one of ``paths`` does not exist.
+    """
     h = hashlib.sha256()
     for f in paths:
         h.update(Path(f).name.encode())
@@ -136,11 +188,13 @@ def sha256_files(paths: Iterable[Path]) -> str:
 
 
 def fsync_file(path: Path | str) -> None:
+    """Flush a written file's data to disk (``fsync``), so a crash after a rename cannot leave it empty."""
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
 
 
 def fsync_dir(path: Path | str) -> None:
+    """Flush a folder's entries to disk (``fsync`` on the folder), so a rename into it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -149,6 +203,12 @@ def fsync_dir(path: Path | str) -> None:
 
 
 def json_default(x: Any) -> Any:
+    """``json.dumps``'s ``default``: numpy/torch arrays → nested lists, their scalars → Python numbers,
+    paths → strings.
+
+    Raises:
+        TypeError: ``x`` is none of these (names its type).
+    """
     if hasattr(x, "tolist") and callable(x.tolist):  # numpy/torch arrays and their scalars
         return x.tolist()
     if hasattr(x, "item") and callable(x.item):

@@ -44,6 +44,7 @@ class FingerprintError(ValueError):
 
 
 def package_dir() -> Path:
+    """The installed ``stablelm2`` package folder (absolute; where module sources are read from)."""
     return Path(__file__).resolve().parent
 
 
@@ -153,7 +154,11 @@ def notebook_code(notebook: Path) -> str:
 
 
 def notebook_modules(notebook: Path, pkg_dir: Path | None = None) -> set[str]:
-    """The ``stablelm2`` modules a notebook imports, transitively."""
+    """The dotted names of the ``stablelm2`` modules a notebook imports, transitively (:func:`module_closure`).
+
+    Raises:
+        FingerprintError: a code cell does not parse (names the notebook and the line).
+    """
     pkg_dir = pkg_dir or package_dir()
     try:
         tree = ast.parse(notebook_code(notebook), filename=str(notebook))
@@ -164,7 +169,8 @@ def notebook_modules(notebook: Path, pkg_dir: Path | None = None) -> set[str]:
 
 
 def source_digests(modules: Iterable[str], pkg_dir: Path | None = None) -> dict[str, str]:
-    """``{path relative to the package parent: sha256}`` of the modules and the data files beside them."""
+    """``{path relative to the package parent (``stablelm2/record.py``): hex sha256 of its bytes}`` of the
+    modules and the data files beside them, sorted by path."""
     pkg_dir = pkg_dir or package_dir()
     files: set[Path] = set()
     for name in modules:
@@ -177,7 +183,13 @@ def source_digests(modules: Iterable[str], pkg_dir: Path | None = None) -> dict[
 
 
 def upstream(notebook: Path, earlier: list[str]) -> list[str]:
-    """The chapters whose artefacts the notebook reads (its metadata ``stablelm2.upstream``)."""
+    """The chapters whose artefacts the notebook reads (its metadata ``stablelm2.upstream``; ``"*"``: all
+    of ``earlier``), in the declared order.
+
+    Raises:
+        FingerprintError: the declaration is not a list of names or ``"*"``, or names a chapter that is
+            not in ``earlier``.
+    """
     nb = nbformat.read(str(notebook), as_version=4)
     declared = nb.metadata.get("stablelm2", {}).get("upstream", [])
     if declared == "*":
@@ -195,7 +207,9 @@ def upstream(notebook: Path, earlier: list[str]) -> list[str]:
 def chapter_key(notebook: Path, resolved_config: dict[str, Any], parameters: dict[str, Any],
                 upstream_keys: dict[str, str], lock: Path | None, pkg_dir: Path | None = None
                 ) -> tuple[str, dict[str, Any]]:
-    """``(key, parts)``: the sha256 key of a chapter and the parts it was made from (for the record)."""
+    """``(key, parts)``: the hex sha256 key of a chapter and the parts it was made from (for the record):
+    the notebook's bytes, the resolved config (canonical JSON), the parameters, the module sources
+    (:func:`source_digests`), the upstream chapters' keys and the lock file."""
     parts = {
         "notebook": sha256_bytes(notebook.read_bytes()),
         "config": sha256_json(resolved_config),

@@ -61,7 +61,7 @@ def _hint(value: str) -> str:
 
 
 def country_code(value: Any, field: str = "country") -> str:
-    """``value`` itself if it is an alpha-3 code of :func:`energy_mix`; :class:`ConfigError` otherwise.
+    """``value`` itself if it is an alpha-3 code of :func:`energy_mix`; raises :class:`ConfigError` otherwise.
 
     Strict on purpose: this is the form codecarbon's tracker reads, so anything else (an alpha-2
     code, lower case, a name) would be metered at the world average. The error names the field, the
@@ -95,11 +95,20 @@ def region_code(value: Any, field: str = "intensity") -> str:
 
 
 def intensity(code: str) -> float:
-    """Carbon intensity of an alpha-3 code's grid in kg CO2eq/kWh (the table holds g/kWh)."""
+    """Carbon intensity of an alpha-3 code's grid in kg CO2eq/kWh (the table holds g/kWh) — the quantity
+    the paper's carbon footprint multiplies its energy by (0.385 kg/kWh, US average; FACTS.md §8).
+
+    Raises:
+        ConfigError: ``code`` is not an alpha-3 code of the table (see :func:`country_code`).
+    """
     return float(energy_mix()[country_code(code)]["carbon_intensity"]) / 1000.0
 
 
 def name(code: str) -> str:
-    """``"FRA"`` → ``"France (FRA, 2023)"`` (for tables)."""
+    """``"FRA"`` → ``"France (FRA, 2023)"`` (for tables): name, code and the year of the table's figure.
+
+    Raises:
+        ConfigError: ``code`` is not an alpha-3 code of the table (see :func:`country_code`).
+    """
     row = energy_mix()[country_code(code)]
     return f"{row['country_name']} ({code}, {row['year']})"

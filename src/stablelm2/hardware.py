@@ -86,7 +86,9 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tupl
 
 @cache
 def matmul_peak_flops(threads: int | None = None) -> float:
-    """Measured FLOP/s of a 2048×2048 fp32 matmul with torch (2·n³ FLOPs, best of 5), memoised."""
+    """Measured FLOP/s of a 2048×2048 fp32 matmul with torch (2·n³ FLOPs, best of 5), memoised per
+    ``threads`` (``None``: torch's current count): the peak a CPU run's model-FLOPs utilisation is taken
+    against, as the paper's MFU is against the A100's bf16 peak (FACTS.md §3)."""
     import torch
 
     with _threads(threads), torch.no_grad():
@@ -134,8 +136,13 @@ choices are these and ``"cpu"``)."""
 
 @cache
 def gpus() -> dict[str, GPU]:
-    """The table of :data:`GPU_NAMES`: name → :class:`GPU` (built once; the paper's A100-40GB reads
-    its peak and power from ``facts.yaml``). ValueError if an entry has a non-positive number."""
+    """The table of :data:`GPU_NAMES`: name → :class:`GPU` (built once). The paper's part, the A100-40GB
+    of its 64 P4d nodes (Table 3, FACTS.md §3), reads its bf16 peak (§3, the MFU derivation) and TDP
+    (§8, the carbon footprint) from ``facts.yaml``.
+
+    Raises:
+        ValueError: the rows differ from :data:`GPU_NAMES`, or an entry has a non-positive number.
+    """
     from . import facts as F  # the spine's fact table (read when the table is first needed)
 
     a100 = "NVIDIA A100 datasheet (SXM4)"

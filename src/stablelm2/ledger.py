@@ -108,7 +108,7 @@ class Interval:
     :meth:`meets`. Arithmetic results are closed (a conservative hull).
 
     >>> Interval(29.5, 30.5) * Interval(0.3845, 0.3855)
-    Interval(lo=11.34275, hi=11.75775)
+    Interval(lo=11.34275, hi=11.75775, hi_open=False)
     """
 
     lo: float
@@ -121,10 +121,12 @@ class Interval:
 
     @classmethod
     def point(cls, x: float) -> Interval:
+        """The degenerate interval ``[x, x]`` (a computed input taken as exact)."""
         return cls(float(x), float(x))
 
     @staticmethod
     def of(x: Any) -> Interval:
+        """``x`` itself if it is an :class:`Interval`, else :meth:`point` of the number ``x``."""
         return x if isinstance(x, Interval) else Interval.point(x)
 
     def __add__(self, o: Any) -> Interval:
@@ -166,6 +168,7 @@ class Interval:
         return Interval(self.lo ** k, self.hi ** k) if k >= 0 else Interval(self.hi ** k, self.lo ** k)
 
     def meets(self, o: Interval) -> bool:
+        """Whether the two intervals share a point (an open upper end does not count as shared)."""
         below = self.lo < o.hi if o.hi_open else self.lo <= o.hi
         above = o.lo < self.hi if self.hi_open else o.lo <= self.hi
         return below and above
@@ -174,6 +177,7 @@ class Interval:
         return self.lo <= x and (x < self.hi if self.hi_open else x <= self.hi)
 
     def as_list(self) -> list[float]:
+        """``[lo, hi]`` rounded to 10 significant digits (how ``metrics.json`` stores an interval)."""
         return [_num(self.lo), _num(self.hi)]
 
 
@@ -219,10 +223,12 @@ class Claim:
     setting: str | None = None  # a measurement of one fact under several named settings (e.g. two runtimes)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a JSON-ready dict (how ``metrics.json`` stores the claim)."""
         return asdict(self)
 
     @property
     def is_finding(self) -> bool:
+        """Whether the claim is a finding of our own runs (a kind in :data:`FINDING_KINDS`), not a paper number."""
         return self.kind in FINDING_KINDS
 
 
@@ -252,6 +258,13 @@ class Ledger:
 
     # ---------------------------------------------------------------- recording
     def record(self, claim: Claim) -> Claim:
+        """Add ``claim`` (replacing one with the same id: a notebook cell run twice) and tell ``on_change``.
+
+        Raises:
+            LedgerError: the kind is unknown, the status is not allowed for the kind, a reported,
+                conflicting or inconclusive claim has no ``evidence``, or its fact (and setting) is
+                already recorded under another id.
+        """
         if claim.kind not in KINDS:
             raise LedgerError(f"claim {claim.id!r}: kind {claim.kind!r} is not one of {KINDS}")
         if claim.status not in _ALLOWED[claim.kind]:
@@ -351,6 +364,11 @@ class Ledger:
         (recomputed from the paper's other printed numbers, their intervals carried through).
         ``consistent`` when it meets the fact's printed interval, else ``conflict``. Kind
         ``consistency``: never counted as a finding.
+
+        Raises:
+            LedgerError: neither ``fact`` nor ``paper`` is given, ``fact`` is not known from the sources,
+                or (with ``inputs``) ``formula`` is missing or the paper's value is not a number.
+            UnknownFact: ``fact`` (or a fact named in ``inputs``) is not in ``facts.yaml``.
         """
         return self._derived(claim_id, what, CONSISTENCY, fact=fact, paper=paper, inputs=inputs, formula=formula,
                              ours=ours, unit=unit, note=note)
@@ -363,7 +381,13 @@ class Ledger:
 
         ``setting`` names the condition when one fact is measured under several (e.g. two runtimes);
         each (fact, setting) is recorded once. A target fact whose only source is FACTS.md's own
-        arithmetic (``DERIVED``) makes the claim a ``consistency`` check, as in :meth:`derive`."""
+        arithmetic (``DERIVED``) makes the claim a ``consistency`` check, as in :meth:`derive`.
+
+        Raises:
+            LedgerError: neither ``fact`` nor ``paper`` is given, ``fact`` is not known from the sources,
+                or the (fact, setting) is already recorded.
+            UnknownFact: ``fact`` is not in ``facts.yaml``.
+        """
         if _transcribers_arithmetic(fact):
             return self._point(claim_id, what, CONSISTENCY, CONSISTENT, fact=fact, paper=paper, ours=ours,
                                ours_interval=ours_interval, unit=unit, note=note, setting=setting)
@@ -388,6 +412,11 @@ class Ledger:
 
         A target fact whose only source is FACTS.md's own arithmetic (``DERIVED``) makes the claim a
         ``consistency`` check: our arithmetic against the transcriber's, not against the paper.
+
+        Raises:
+            LedgerError: neither ``fact`` nor ``paper`` is given, ``fact`` is not known from the sources,
+                or (with ``inputs``) ``formula`` is missing or the paper's value is not a number.
+            UnknownFact: ``fact`` (or a fact named in ``inputs``) is not in ``facts.yaml``.
         """
         kind = CONSISTENCY if _transcribers_arithmetic(fact) else DERIVATION
         return self._derived(claim_id, what, kind, fact=fact, paper=paper, inputs=inputs, formula=formula,
@@ -456,6 +485,10 @@ class Ledger:
         * ``conflict`` — the opposite direction is significant at ``alpha``;
         * ``inconclusive at this scale`` — fewer seeds, a tie, no spread across seeds (a metric the seed
           does not move is not tested), or no significant difference.
+
+        Raises:
+            LedgerError: ``expect`` is neither direction, an arm is empty or the paired arms differ in
+                length, or the paper's value is given badly (see :meth:`check`).
         """
         from scipy import stats as st
 
@@ -523,6 +556,9 @@ class Ledger:
         among those inside its interval (else among all);
         ``fitted`` when it lies in the paper's interval, else ``conflict`` (no tried reading reproduces
         it). Kind ``fit``, with the number tried, the best and runner-up readings and residuals.
+
+        Raises:
+            LedgerError: the paper's value is not a number, or ``candidates`` is empty.
         """
         p = self._paper(claim_id, fact, paper)
         if p.interval is None or not candidates:
@@ -567,9 +603,11 @@ class Ledger:
 
     # ---------------------------------------------------------------- reading
     def to_list(self) -> list[dict[str, Any]]:
+        """Every claim as :meth:`Claim.to_dict`, in the order recorded."""
         return [c.to_dict() for c in self.claims]
 
     def table(self) -> list[dict[str, Any]]:
+        """One row a claim for display: id, kind, what, paper, ours, unit, status, evidence."""
         return [{k: d[k] for k in ("id", "kind", "what", "paper", "ours", "unit", "status", "evidence")}
                 for d in self.to_list()]
 

@@ -48,7 +48,8 @@ _NON_DETERMINISTIC = ("provenance", "timings", "energy", "started", "finished_at
 
 
 def git_state(root: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the repository (``unknown`` outside a git checkout)."""
+    """``{"commit": 40-hex sha, "dirty": bool}`` of the repository; ``{"commit": "unknown", "dirty": None}``
+    outside a git checkout or without git (never raises)."""
     root = root or repo_root()
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -61,6 +62,7 @@ def git_state(root: Path | None = None) -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str]:
+    """``{package: version}`` of :data:`PACKAGES` as installed (``"not installed"`` for a missing one)."""
     out = {}
     for name in PACKAGES:
         try:
@@ -74,6 +76,8 @@ def package_versions() -> dict[str, str]:
 
 
 def hardware() -> dict[str, Any]:
+    """This machine: ``{"cpu": model name, "cores": logical CPUs, "machine": arch, "memory_gib": GiB (1
+    decimal; absent where the OS does not say), "gpu": [CUDA device names]}``."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -101,7 +105,9 @@ def hardware() -> dict[str, Any]:
 
 
 def lock_state() -> dict[str, Any]:
-    """The lock file the environment was built from (``make`` copies it into the venv) and its sha256.
+    """The lock file the environment was built from (``make`` copies it into the venv) and its sha256:
+    ``{"file": name or None, "sha256": hex or None, "matches_repository": bool or None}`` (plus ``"note"``
+    when the venv was not built from a lock).
 
     ``matches_repository``: whether the repository's lock of the same name is still that file
     (``False``: the lock changed since the venv was built; rebuild it with ``make venv``).
@@ -132,6 +138,9 @@ def shown_path(path: Path) -> str:
 
 
 def provenance(cfg: Config) -> dict[str, Any]:
+    """A run's provenance header: ``git`` (:func:`git_state`), ``python``, ``lock`` (:func:`lock_state`),
+    ``packages``, ``hardware``, the preset, seed and offline flag of ``cfg``, and ``time_utc`` (ISO 8601,
+    seconds). Not compared between runs (see :func:`deterministic_part`)."""
     return {
         "git": git_state(),
         "python": platform.python_version(),
@@ -146,6 +155,8 @@ def provenance(cfg: Config) -> dict[str, Any]:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, ``PYTHONHASHSEED`` (for child processes), numpy and torch (where installed)
+    with ``seed``: same parameters, same numbers."""
     random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     try:
@@ -172,7 +183,10 @@ def go_offline() -> None:
 
 
 class EnergyMeter:
-    """codecarbon's offline tracker around one notebook run.
+    """codecarbon's offline tracker around one notebook run (started on construction).
+
+    Raises :class:`~stablelm2.config.ConfigError` (from :func:`stablelm2.grid.country_code`) before
+    metering when ``cfg.carbon.country`` is not an alpha-3 code codecarbon knows.
 
     Without RAPL power counters (as on most VMs) codecarbon *estimates* CPU power from load and a
     per-thread constant, and RAM power from a constant; ``method`` says which it used.
@@ -196,6 +210,9 @@ class EnergyMeter:
         self.tracker.start()
 
     def stop(self) -> dict[str, Any]:
+        """Stop the tracker; the run's energy record: ``energy_kwh`` (total, and its ``cpu_``/``ram_``/``gpu_``
+        parts, kWh), ``cpu_power_w`` (W), ``emissions_kg`` (kg CO2eq), ``intensity_kg_per_kwh``, ``duration_s``,
+        ``country`` (alpha-3) and ``method`` (counters or estimate)."""
         emissions_kg = self.tracker.stop() or 0.0
         data = self.tracker.final_emissions_data
         energy_kwh = float(getattr(data, "energy_consumed", 0.0) or 0.0)
@@ -251,12 +268,13 @@ class Run:
         atomic_write_json(self.dir / "metrics.json", self.data)
 
     def log(self, **numbers: Any) -> None:
-        """Record deterministic measured numbers (compared between runs and read by tests)."""
+        """Record deterministic measured numbers (compared between runs and read by tests) under
+        ``metrics`` and rewrite ``metrics.json``; units belong in the key (``fit_s``, ``bpb``)."""
         self.data["metrics"].update(numbers)
         self._save()
 
     def timing(self, **seconds: Any) -> None:
-        """Record wall-clock numbers (never compared between runs)."""
+        """Record wall-clock numbers in seconds under ``timings`` (never compared between runs)."""
         self.data["timings"].update(seconds)
         self._save()
 
@@ -267,7 +285,8 @@ class Run:
         return p
 
     def savefig(self, fig: Any, name: str, caption: str = "") -> Path:
-        """Save a matplotlib figure as ``figures/<name>.png`` and list it for the report."""
+        """Save a matplotlib figure as ``figures/<name>.png`` (110 dpi, written atomically) and list it,
+        with its caption, for the report; returns the file. A figure of the same name is replaced."""
         out = self.path("figures", f"{name}.png")
         with atomic_file(out) as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -289,6 +308,8 @@ class Run:
 
     # -- display
     def header_markdown(self) -> str:
+        """The provenance header as Markdown (preset, seed, git commit, versions, lock, CPU, GPU, where
+        ``metrics.json`` lies): what a notebook shows under its title."""
         p = self.data["provenance"]
         git = p["git"]
         dirty = {True: " (dirty)", False: "", None: ""}[git["dirty"]]
@@ -313,9 +334,14 @@ class Run:
 
 
 def start(cfg: Config, chapter: str, *, meter: bool | None = None) -> Run:
-    """Begin a chapter's run: seed everything, go offline when the preset says so, start metering.
+    """Begin a chapter's run in ``cfg.chapter_dir(chapter)``: seed everything, go offline when the preset
+    says so, set torch's threads, write a first ``metrics.json`` and start metering (``meter``: override
+    ``cfg.carbon.meter``). ``chapter``: a number (``"05"``), slug or name of :mod:`stablelm2.chapters`.
 
-    ``chapter``: a number (``"05"``), slug or name of :mod:`stablelm2.chapters`; ConfigError if unknown."""
+    Raises:
+        ConfigError: ``chapter`` is not in the registry, or ``cfg.carbon.country`` is not a grid region
+            codecarbon knows (before metering starts).
+    """
     out = cfg.chapter_dir(chapter)
     chapter = out.name  # the registry's name, however the chapter was named
     out.mkdir(parents=True, exist_ok=True)
@@ -346,7 +372,11 @@ def start(cfg: Config, chapter: str, *, meter: bool | None = None) -> Run:
 
 
 def read(preset: str, chapter: str, root: Path | None = None) -> dict[str, Any]:
-    """Read back a chapter's ``metrics.json`` (FileNotFoundError names the command that makes it)."""
+    """Read back a chapter's ``metrics.json`` from ``<root>/<preset>/<chapter>/`` (default: the build folder).
+
+    Raises:
+        FileNotFoundError: the chapter has not run at that preset (names the command that makes it).
+    """
     path = (root or build_root()) / preset / chapter / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(
@@ -356,7 +386,8 @@ def read(preset: str, chapter: str, root: Path | None = None) -> dict[str, Any]:
 
 
 def deterministic_part(record: dict[str, Any]) -> dict[str, Any]:
-    """The part of a record that must be identical between two runs with the same parameters."""
+    """The part of a record that must be identical between two runs with the same parameters: all but
+    provenance, timings, energy, start/finish times, duration and figures (a new dict)."""
     out = {k: v for k, v in record.items() if k not in _NON_DETERMINISTIC}
     out.pop("figures", None)
     return out

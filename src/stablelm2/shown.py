@@ -74,7 +74,11 @@ def printed(value: Any, text: str | None = None, approx: bool = False, unit: str
 
 
 def fact(fact_id: str, with_unit: bool = False) -> str:
-    """A fact of ``facts.yaml`` as printed (see :func:`printed`)."""
+    """A fact of ``facts.yaml`` as printed (see :func:`printed`), with its unit when ``with_unit``.
+
+    Raises:
+        UnknownFact: no fact has this id.
+    """
     from . import facts
 
     f = facts.get(fact_id)
