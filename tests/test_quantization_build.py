@@ -41,3 +41,32 @@ def test_a_foreign_folder_is_never_overwritten(tmp_path):
     with pytest.raises(QuantError, match="not made by build_formats"):
         build.build_formats(tiny_checkpoint(), tmp_path, ["MLX_Q4"], progress=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_overlapped_chains_build_the_same_files_as_one_after_the_other(tmp_path):
+    """llama.cpp's chain in a worker thread beside the OpenVINO export: same files, same order, same stamp."""
+    names = ["Q4_0", "OV_INT8", "Q8_0"]
+    seq = build.build_formats(tiny_checkpoint(), tmp_path / "seq", names, progress=False, overlap=False)
+    par = build.build_formats(tiny_checkpoint(), tmp_path / "par", names, progress=False, overlap=True)
+    assert list(seq) == list(par) == ["FP32", "F16", "Q4_0", "OV_INT8", "Q8_0"]
+    for fmt in ("F16", "Q4_0", "Q8_0"):
+        assert par[fmt].read_bytes() == seq[fmt].read_bytes(), fmt
+    assert (par["OV_INT8"] / "model.bin").read_bytes() == (seq["OV_INT8"] / "model.bin").read_bytes()
+    stamps = [json.loads((d / "built.json").read_text())["built"] for d in (tmp_path / "seq", tmp_path / "par")]
+    assert set(stamps[0]) == set(stamps[1]) == {"F16", "Q4_0", "OV_INT8", "Q8_0"}
+    for fmt in ("F16", "Q4_0", "Q8_0"):  # (the IR's xml names its nodes by a per-process counter: not compared)
+        assert stamps[0][fmt] == stamps[1][fmt]
+    assert not list((tmp_path / "par").glob(".*partial*"))
+
+
+def test_an_error_in_the_worker_chain_reaches_the_caller(tmp_path, monkeypatch):
+    from stablelm2.quantization import gguf_io
+
+    def broken(*args, **kwargs):
+        raise gguf_io.GGUFError("quantizer exploded")
+
+    monkeypatch.setattr(gguf_io, "quantize", broken)
+    with pytest.raises(gguf_io.GGUFError, match="quantizer exploded"):
+        build.build_formats(tiny_checkpoint(), tmp_path / "out", ["Q4_0", "MLX_Q4"], progress=False, overlap=True)
+    stamp = json.loads((tmp_path / "out" / "built.json").read_text())["built"]
+    assert "Q4_0" not in stamp and {"F16", "MLX_Q4"} <= set(stamp)  # what finished is kept for the next run

@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +60,15 @@ def _stamp(out_dir: Path) -> dict[str, Any]:
 
 
 def build_formats(checkpoint: Path | str, out_dir: Path | str, formats: list[str] | tuple[str, ...], *,
-                  threads: int = 2, progress: bool = True, trace_dtype: str = "float32") -> dict[str, Path]:
+                  threads: int = 2, progress: bool = True, trace_dtype: str = "float32",
+                  overlap: bool = True) -> dict[str, Path]:
     """Build ``formats`` of ``checkpoint`` into ``out_dir``; returns {format: path} (FP32 → the checkpoint).
 
     ``trace_dtype`` is the torch dtype the OpenVINO trace loads the model in ("float16" halves the
     memory of tracing a large model; its IR then holds fp16 weights, as OV_FP16 does anyway).
+    ``overlap``: build the llama.cpp formats (converter subprocess, then ``llama_model_quantize``) in a
+    worker thread while this thread exports OpenVINO and MLX; the files are the same either way, only
+    the wall time differs (on 2 cores the OpenVINO trace and NNCF leave one core mostly idle).
     """
     specs = check(formats)  # every name checked before any work
     if threads < 1:
@@ -87,44 +93,85 @@ def build_formats(checkpoint: Path | str, out_dir: Path | str, formats: list[str
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {REFERENCE: checkpoint}
     todo = [s for s in specs if s.backend != "torch"]
-    need_f16 = any(s.backend == "gguf" for s in todo)
-    ov_todo = [s for s in todo if s.backend == "openvino" and not _done(out_dir, stamp, s.name)]
-    traced = None
+    gguf = [s for s in todo if s.backend == "gguf"]
+    rest = [s for s in todo if s.backend != "gguf"]
+    need_f16 = bool(gguf)
     extra = 1 if need_f16 and "F16" not in formats else 0
     bar = tqdm(total=len(todo) + extra, desc="formats", disable=not progress)
-    if need_f16:
+    lock = threading.Lock()  # the stamp and the bar are shared by the two chains
+
+    def mark(name: str) -> None:
+        with lock:
+            _mark(out_dir, stamp, name)
+
+    def done(name: str) -> bool:
+        with lock:
+            return _done(out_dir, stamp, name)
+
+    def gguf_chain() -> dict[str, Path]:
+        got: dict[str, Path] = {}
+        if not need_f16:
+            return got
         f16 = path_of(out_dir, "F16")
-        if not _done(out_dir, stamp, "F16"):
-            bar.set_postfix_str("F16 (llama.cpp converter)")
+        if not done("F16"):
             gguf_io.convert(checkpoint, f16, outtype="f16")
-            _mark(out_dir, stamp, "F16")
-        paths["F16"] = f16
-        if "F16" not in formats:
+            mark("F16")
+        got["F16"] = f16
+        bar.update()  # F16 is one of the formats, or the extra step
+        for spec in gguf:
+            if spec.name == "F16":
+                continue
+            out = path_of(out_dir, spec.name)
+            if not done(spec.name):
+                gguf_io.quantize(f16, out, spec.name, threads=threads)
+                mark(spec.name)
+            got[spec.name] = out
             bar.update()
-    for spec in todo:
-        out = path_of(out_dir, spec.name)
-        bar.set_postfix_str(spec.name)
-        if not _done(out_dir, stamp, spec.name):
-            if spec.backend == "gguf":
-                gguf_io.quantize(paths["F16"], out, spec.name, threads=threads)
-            elif spec.backend == "openvino":
-                from . import openvino_io
+        return got
 
-                if traced is None:  # trace once, compress per format
-                    traced = _trace(checkpoint, trace_dtype)
-                model = openvino_io.compress(traced.clone(), spec.name)
-                openvino_io.save(model, out, spec.name, {"checkpoint": str(checkpoint), "source": fp})
-                if spec is ov_todo[-1]:
-                    traced = None
-            elif spec.backend == "mlx":
-                from . import mlx_io
+    def other_chain() -> dict[str, Path]:
+        got: dict[str, Path] = {}
+        traced = None
+        ov_todo = [s for s in rest if s.backend == "openvino" and not done(s.name)]
+        for spec in rest:
+            out = path_of(out_dir, spec.name)
+            if not done(spec.name):
+                if spec.backend == "openvino":
+                    from . import openvino_io
 
-                mlx_io.export(checkpoint, out, spec.name)
-            _mark(out_dir, stamp, spec.name)
-        paths[spec.name] = out
-        bar.update()
-    bar.close()
-    return paths
+                    if traced is None:  # trace once, compress per format
+                        traced = _trace(checkpoint, trace_dtype)
+                    model = openvino_io.compress(traced.clone(), spec.name)
+                    openvino_io.save(model, out, spec.name, {"checkpoint": str(checkpoint), "source": fp})
+                    del model
+                    if spec is ov_todo[-1]:
+                        traced = None
+                elif spec.backend == "mlx":
+                    from . import mlx_io
+
+                    mlx_io.export(checkpoint, out, spec.name)
+                mark(spec.name)
+            got[spec.name] = out
+            bar.update()
+        return got
+
+    try:
+        if gguf and rest and overlap:
+            # llama.cpp's converter (a subprocess) and quantizer (C, the GIL released) run beside the
+            # OpenVINO trace and NNCF compression, which leave a core idle much of the time
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf") as pool:
+                pending = pool.submit(gguf_chain)
+                try:
+                    built = other_chain()
+                finally:
+                    built_gguf = pending.result()  # waits; re-raises the chain's error
+            built.update(built_gguf)
+        else:
+            built = {**gguf_chain(), **other_chain()}
+    finally:
+        bar.close()
+    paths.update(built)
+    return {REFERENCE: checkpoint, **{n: paths[n] for n in ["F16", *(s.name for s in todo)] if n in paths}}
 
 
 def _trace(checkpoint: Path, dtype: str):
