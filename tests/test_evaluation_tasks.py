@@ -189,3 +189,19 @@ def test_documents_with_special_token_text_are_scored_as_text(tiny):
         assert tok(text, add_special_tokens=False)["input_ids"] == tokenizer.encode(text), special
         assert tok.encode(text, add_special_tokens=False) == tokenizer.encode(text), special
     assert tok.eos_token_id == tokenizer.EOT_ID  # generation still stops at the real end-of-text id
+
+
+def test_tasks_prepared_once_score_every_model_as_a_fresh_call_does(tiny, build_dir):
+    """evaluate(prepared=...) (the stage comparison's path) gives the results of a call that prepares itself."""
+    cfg = config.load("smoke", **{"eval.limit": 2})
+    specs = [tasks.LOCAL[0], tasks.LOCAL[1]]
+    prepared = tasks.prepare(specs, cfg)
+    assert set(prepared.requests) == {"slm2_cloze_mc", "slm2_lastword"}
+    reused = [tasks.evaluate(tiny, specs, cfg, prepared=prepared) for _ in range(2)]
+    fresh = tasks.evaluate(tiny, specs, cfg)
+    assert reused[0]["results"] == reused[1]["results"] == fresh["results"]
+    assert len(prepared.longest) == 1  # one tokenizer file, tokenised once for both calls
+    with pytest.raises(tasks.EvalError, match="prepared for other tasks"):
+        tasks.evaluate(tiny, list(tasks.LOCAL), cfg, prepared=prepared)
+    with pytest.raises(tasks.EvalError, match="prepared for other tasks, limit or seed"):
+        tasks.evaluate(tiny, specs, config.load("smoke", **{"eval.limit": 3}), prepared=prepared)

@@ -61,9 +61,12 @@ def stage_models(cfg: Config) -> dict[str, str]:
 
 
 def evaluate_stages(cfg: Config, models: dict[str, str], out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Run the preset's tasks on every model (results JSON per stage under ``out_dir``)."""
+    """Run the preset's tasks on every model (results JSON per stage under ``out_dir``).
+
+    The tasks are written, indexed and checked once (:func:`.tasks.prepare`) for all the models."""
     specs = tasks.default_tasks(cfg)
-    return {label: tasks.evaluate(path, specs, cfg, out=Path(out_dir) / f"results_{label}.json")
+    prepared = tasks.prepare(specs, cfg)
+    return {label: tasks.evaluate(path, specs, cfg, out=Path(out_dir) / f"results_{label}.json", prepared=prepared)
             for label, path in models.items()}
 
 

@@ -28,6 +28,7 @@ the model's context *before* any model is loaded.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import random
 import re
@@ -425,22 +426,41 @@ def data_tokenizer(model_dir: str | Path) -> Any:
     return AutoTokenizer.from_pretrained(str(model_dir), split_special_tokens=True)
 
 
-def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
-             out: Path | None = None) -> dict[str, Any]:
-    """Run ``lm_eval.simple_evaluate`` with ``HFLM`` on a model directory (or Hub id at ``paper``).
+@dataclass
+class Prepared:
+    """Tasks written, indexed and checked once, for every model evaluated on them (:func:`prepare`)."""
 
-    Checks first (no model loaded yet): the tasks exist, the model directory exists, the offline
-    tasks' built requests follow the harness's boundary convention (:func:`check_requests`), and every
-    request fits the model's context. Special-token text in documents is scored as text
-    (:func:`data_tokenizer`). Tasks are grouped by shot count, one ``simple_evaluate`` per
-    group over the same loaded model (the offline tasks in one call: their shots are in their YAML).
-    The merged results (lm-eval 0.4 shape, no per-sample logs) are returned and, with ``out``,
-    written atomically as JSON — the file :func:`.compare.compare` reads.
+    specs: list[TaskSpec]
+    tm: Any
+    """The ``TaskManager`` indexing only these tasks' folders."""
+    requests: dict[str, list[Any]]
+    """The offline tasks' built requests (checked by :func:`check_requests`)."""
+    limit: int | None
+    seed: int
+    longest: dict[str, dict[str, int]]
+    """Longest request per task, per tokenizer (keyed by the sha256 of its ``tokenizer.json``)."""
+
+    def longest_for(self, model_dir: str | Path, tok: Any) -> dict[str, int]:
+        """:func:`longest_request` for ``tok``, tokenised once per distinct tokenizer file."""
+        local = [s for s in self.specs if s.folder == "local"]
+        if not local:
+            return {}
+        file = Path(model_dir) / "tokenizer.json"
+        key = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else str(model_dir)
+        if key not in self.longest:
+            self.longest[key] = longest_request(self.tm, local, tok, self.limit, self.seed, self.requests)
+        return self.longest[key]
+
+
+def prepare(tasks: list[str | TaskSpec], cfg: Config) -> Prepared:
+    """Resolve ``tasks``, write the offline ones, index them and check their requests (no model needed).
+
+    :class:`EvalError` for an unknown task or requests that break the boundary convention. Pass the
+    result to :func:`evaluate` for each model of a comparison: the tasks are written and checked once.
     """
     specs = resolve(list(tasks))
     if not specs:
         raise EvalError("no tasks given; pass task names or a suite, e.g. tasks.suite('local')")
-    ctx_len = model_context(model_dir, offline=cfg.run.offline)
     local_dir = write_local_tasks(cfg.chapter_dir("07_evaluation") / "tasks", cfg.run.seed) \
         if any(s.folder == "local" for s in specs) else None
     tm = task_manager(specs, local_dir)
@@ -449,9 +469,36 @@ def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
     local = [s for s in specs if s.folder == "local"]
     requests = build_requests(tm, local, limit, cfg.run.seed) if local else {}
     check_requests(requests)
+    return Prepared(specs, tm, requests, limit, cfg.run.seed, {})
+
+
+def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
+             out: Path | None = None, prepared: Prepared | None = None) -> dict[str, Any]:
+    """Run ``lm_eval.simple_evaluate`` with ``HFLM`` on a model directory (or Hub id at ``paper``).
+
+    Checks first (no model loaded yet): the tasks exist, the model directory exists, the offline
+    tasks' built requests follow the harness's boundary convention (:func:`check_requests`), and every
+    request fits the model's context. Special-token text in documents is scored as text
+    (:func:`data_tokenizer`). Tasks are grouped by shot count, one ``simple_evaluate`` per
+    group over the same loaded model (the offline tasks in one call: their shots are in their YAML).
+    The merged results (lm-eval 0.4 shape, no per-sample logs) are returned and, with ``out``,
+    written atomically as JSON — the file :func:`.compare.compare` reads. ``prepared`` (from
+    :func:`prepare` with the same ``tasks`` and ``cfg``) skips writing and checking the tasks again.
+    """
+    wanted = resolve(list(tasks))
+    if not wanted:
+        raise EvalError("no tasks given; pass task names or a suite, e.g. tasks.suite('local')")
+    ctx_len = model_context(model_dir, offline=cfg.run.offline)
+    if prepared is None:
+        prepared = prepare(wanted, cfg)
+    elif [s.name for s in prepared.specs] != [s.name for s in wanted] or prepared.limit != (cfg.eval.limit or None) \
+            or prepared.seed != cfg.run.seed:
+        raise EvalError("evaluate(prepared=...) was prepared for other tasks, limit or seed; "
+                        "call tasks.prepare(tasks, cfg) with this call's tasks and cfg")
+    specs, tm, limit = prepared.specs, prepared.tm, prepared.limit
     tok = data_tokenizer(model_dir)
     if ctx_len is not None:
-        need = longest_request(tm, local, tok, limit, cfg.run.seed, requests) if local else {}
+        need = prepared.longest_for(model_dir, tok)
         too_long = {k: v for k, v in need.items() if v > ctx_len}
         if too_long:
             raise EvalError(f"requests longer than the model's context of {ctx_len} tokens: {too_long}; "
