@@ -1,28 +1,66 @@
+import json
+import math
+
 import pytest
+import torch
 
 from stablelm2 import config, data
+from stablelm2 import facts as F
 from stablelm2.config import ConfigError
-from stablelm2.ledger import INCONCLUSIVE, REDUCED, Ledger
+from stablelm2.ledger import CONFLICT, INCONCLUSIVE, REDUCED, Ledger
 from stablelm2.training import ablations, figures
 
 
-def test_proxy_config_scales_the_run_and_keeps_the_schedule_shape():
+def test_proxy_config_scales_the_run_keeps_the_schedule_shape_and_sets_the_seed():
     assert ablations.proxy_config(config.load("smoke")).model.d_model == 32  # train.ablation_d_model
     cfg = config.load("cpu")
-    c = ablations.proxy_config(cfg, kind="rsqrt", cooldown=False, batch_tokens=1024)
-    assert (c.model.d_model, c.model.d_ff, c.model.vocab_size) == (cfg.model.d_model, cfg.model.d_ff, 100_352)
-    assert c.train.steps == cfg.train.ablation_steps and c.train.global_batch_tokens == 1024
-    assert (c.train.n_procs, c.train.checkpoint_every, c.train.eval_every) == (1, 0, 0)
+    c = ablations.proxy_config(cfg, kind="rsqrt", cooldown=False, batch_tokens=1024, seed=99)
+    assert (c.model.d_model, c.model.vocab_size) == (cfg.train.ablation_d_model, 100_352)
+    assert c.train.steps == cfg.train.ablation_steps and c.train.global_batch_tokens == 1024 and c.run.seed == 99
+    assert (c.train.n_procs, c.train.checkpoint_every) == (1, 0)
+    assert c.train.eval_every == c.train.steps // ablations.EVALS  # a held-out curve, not one point
     assert c.schedule.kind == "rsqrt" and c.schedule.cooldown_steps == 0
     b = ablations.proxy_config(cfg, kind="hybrid2")
+    assert b.run.seed == cfg.run.seed
     assert b.schedule.warmup_steps / b.train.steps == pytest.approx(cfg.schedule.warmup_steps / cfg.train.steps, abs=0.05)
     assert b.schedule.cooldown_steps / b.train.steps == pytest.approx(cfg.schedule.cooldown_steps / cfg.train.steps,
                                                                       abs=0.05)
     ablations.check(cfg)
+    assert ablations.seeds(cfg) == [1234, 1235, 1236]
     assert not ablations.enabled(config.load("paper"))
     with pytest.raises(ConfigError, match="train.ablation_steps = 0"):
         ablations.proxy_config(config.load("paper"))
+    with pytest.raises(ConfigError, match="train.ablation_seeds = 0"):
+        ablations.check(config.load("smoke", **{"train.ablation_seeds": 0}))
     assert "~1B-parameter models on ~100B tokens each (S0, high)" in ablations.not_run_message()
+
+
+def test_shortlist_is_a_normalised_distribution_over_the_whole_vocabulary():
+    counts = {5: 10, 7: 6, 2: 3, 9: 1}
+    ref = ablations.Reference(counts, alpha=0.5, vocab=12, k=2)
+    assert ref.shortlist == [5, 7] and ref.classes == 3
+    # the unigram model sums to 1 over all 12 tokens; so does the "other" class's share over the 10 tokens outside
+    assert sum(math.exp(-ref.unigram_nats(t)) for t in range(12)) == pytest.approx(1.0, abs=1e-12)
+    assert sum(math.exp(-ref.tail_nats(t)) for t in range(12) if t not in (5, 7)) == pytest.approx(1.0, abs=1e-12)
+    assert ref.tail_nats(5) == 0.0 and ref.tail_nats(2) == pytest.approx(-math.log(3.5 / (3.5 + 1.5 + 8 * 0.5)))
+    batch = {"input_ids": torch.tensor([[5, 2, 7, 11]]), "labels": torch.tensor([[5, 2, -100, 11]]),
+             "position_ids": torch.tensor([[0, 1, 2, 3]])}
+    got = ref.map_batch(batch)
+    assert got["input_ids"].tolist() == [[0, 2, 1, 2]] and got["labels"].tolist() == [[0, 2, -100, 2]]
+    assert got["position_ids"] is batch["position_ids"]
+    full = ablations.Reference(counts, alpha=0.5, vocab=12, k=0)
+    assert full.classes == 12 and full.map_batch(batch) is batch and full.tail_nats(2) == 0.0
+    with pytest.raises(ValueError, match="below the 4 distinct tokens"):
+        ablations.Reference(counts, alpha=0.5, vocab=3)
+
+
+def test_bits_per_byte_counts_the_tail_and_the_bytes():
+    stats = {"a": {"tokens": 10, "bytes": 40, "tail_nats": 2.0, "unigram_nats": 30.0},
+             "b": {"tokens": 5, "bytes": 10, "tail_nats": 0.0, "unigram_nats": 20.0}}
+    ln2 = math.log(2)
+    assert ablations.bits_per_byte({"a": 1.0, "b": 2.0}, stats) == pytest.approx((10 + 2 + 10) / ln2 / 50)
+    assert ablations.bits_per_byte({"a": 1.0, "b": 2.0}, stats, ["b"]) == pytest.approx(10 / ln2 / 10)
+    assert ablations.unigram_bpb(stats) == pytest.approx(50 / ln2 / 50)
 
 
 def test_batch_multiples_are_the_papers_and_the_loss_window_counts_tokens():
@@ -35,6 +73,7 @@ def test_batch_multiples_are_the_papers_and_the_loss_window_counts_tokens():
 def test_mixes_change_only_what_they_name():
     cfg = config.load("smoke")
     mixes = ablations.default_mixes(cfg)
+    assert tuple(mixes) == ablations.MIXES
     base = data.resolve_weights(cfg, None)
     assert mixes["control"] == base
     assert mixes["code ×4"]["code"] == pytest.approx(4 * base["code"])
@@ -43,61 +82,145 @@ def test_mixes_change_only_what_they_name():
     assert sorted(ablations.groups(cfg)) == ["English", "code", "non-English"]
 
 
-def _rows_b(rsqrt, cosine, hyb, hyb2):
+def test_seeds_pair_the_arms_same_init_and_data_for_the_same_seed():
+    cfg = config.load("smoke")
+    ref = ablations.Reference({1: 3, 2: 1}, alpha=0.1, vocab=100_352, k=cfg.train.ablation_vocab)
+    a = ablations.proxy_config(cfg, kind="cosine", seed=5)
+    b = ablations.proxy_config(cfg, kind="rsqrt", seed=5)
+    other = ablations.proxy_config(cfg, kind="cosine", seed=6)
+    wa, wb, wo = (ref.model_factory(c).state_dict() for c in (a, b, other))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wo[k]) for k in wa)
+    first = [next(iter(data.packed_loader(c)))["input_ids"] for c in (a, b, other)]
+    assert torch.equal(first[0], first[1]) and not torch.equal(first[0], first[2])
+
+
+def test_a_study_runs_every_arm_with_every_seed_and_its_rows_survive_json(tmp_path):
+    cfg = config.load("smoke")
+    rows = ablations.schedule_study(cfg, tmp_path, kinds=("cosine", "rsqrt"))
+    assert [r["schedule"] for r in rows] == ["cosine", "rsqrt"]
+    for r in rows:
+        assert r["seeds"] == ablations.seeds(cfg) and len(r["seeds"]) >= 3
+        assert len(r["final_val_bpb_by_seed"]) == len(r["bpb_curves"]) == len(r["seeds"])
+        assert all(math.isfinite(x) and x > 0 for x in r["final_val_bpb_by_seed"])
+        assert r["final_val_bpb"] == pytest.approx(sum(r["final_val_bpb_by_seed"]) / len(r["seeds"]))
+        assert r["bpb_curves"][0]["tokens"][-1] == r["tokens"]
+    # paired: the same seed in two arms trains the same data from the same init, so the first step's loss agrees
+    assert rows[0]["curve"]["loss"][0] == rows[1]["curve"]["loss"][0]
+    assert json.loads(json.dumps(rows)) == rows
+    again = ablations.schedule_study(cfg, tmp_path, kinds=("cosine", "rsqrt"))  # read back from the cache
+    assert again == rows
+    figures.plot_schedules(rows)
+
+
+def _rows_b(rsqrt, cosine, hyb, hyb2, seeds=None):
     curve = {"step": [1, 2], "loss": [11.0, 10.0], "lr": [0.0, 1e-3], "tokens": [1, 2]}
-    return [{"schedule": k, "label": ablations.LABELS[k], "final_val_loss": v, "average_lr": lr, "steps": 2,
-             "curve": curve, "final_train_loss": v, "tokens": 2}
-            for k, v, lr in (("cosine", cosine, 2e-3), ("rsqrt", rsqrt, 1e-3), ("hybrid", hyb, 1.5e-3),
-                             ("hybrid2", hyb2, 1.8e-3))]
+    rows = []
+    for k, v, lr in (("cosine", cosine, 2e-3), ("rsqrt", rsqrt, 1e-3), ("hybrid", hyb, 1.5e-3), ("hybrid2", hyb2, 1.8e-3)):
+        vals = v if isinstance(v, list) else [v]
+        rows.append({"schedule": k, "label": ablations.LABELS[k], "final_val_bpb": sum(vals) / len(vals),
+                     "final_val_bpb_by_seed": vals, "seeds": seeds or list(range(len(vals))), "average_lr": lr,
+                     "steps": 2, "curve": curve, "tokens": 2, "unigram_bpb": 3.0,
+                     "bpb_curves": [{"step": [1, 2], "tokens": [1, 2], "bpb": [4.0, x]} for x in vals]})
+    return rows
 
 
 def test_schedule_findings_from_one_seed_are_inconclusive():
     led = Ledger("05_pretraining")
-    got = {c.id: c for c in ablations.schedule_claims(led, _rows_b(rsqrt=9.0, cosine=8.0, hyb=8.6, hyb2=8.4))}
+    got = {c.id: c for c in ablations.schedule_claims(led, _rows_b(rsqrt=2.9, cosine=2.8, hyb=2.86, hyb2=2.84))}
     for cid in ("pretraining.appB_rsqrt_below_cosine", "pretraining.appB_avg_lr_orders_hyb"):
         assert got[cid].status == INCONCLUSIVE and got[cid].stats["n_seeds"] == 1, got[cid].evidence
     assert "1 seed: a test needs at least 3" in got["pretraining.appB_rsqrt_below_cosine"].evidence
     assert {r["claim"] for r in led.references} == {"schedule.avg_lr_cosine", "schedule.avg_lr_hybrid",
                                                     "schedule.avg_lr_hybrid2"}
-    figures.plot_schedules(_rows_b(9, 8, 8.6, 8.4))
+    figures.plot_schedules(_rows_b(2.9, 2.8, 2.86, 2.84))
 
 
-def test_schedule_findings_decide_over_seeds():
-    rows = _rows_b(rsqrt=9.0, cosine=8.0, hyb=8.6, hyb2=8.4)
-    by = {r["schedule"]: r for r in rows}
-    for r in rows:
-        r["seeds"] = [1, 2, 3]
-    by["rsqrt"]["final_val_loss_by_seed"] = [9.0, 9.1, 8.95]
-    by["cosine"]["final_val_loss_by_seed"] = [8.0, 8.05, 8.1]
-    by["hybrid"]["final_val_loss_by_seed"] = [8.6, 8.5, 8.4]
-    by["hybrid2"]["final_val_loss_by_seed"] = [8.4, 8.6, 8.45]
-    got = {c.id: c for c in ablations.schedule_claims(Ledger("05"), rows)}
+def test_schedule_findings_decide_over_seeds_and_say_where_the_runs_sit():
+    rows = _rows_b(rsqrt=[2.90, 2.91, 2.895], cosine=[2.80, 2.805, 2.81], hyb=[2.86, 2.85, 2.84],
+                   hyb2=[2.84, 2.86, 2.845], seeds=[1, 2, 3])
+    led = Ledger("05")
+    got = {c.id: c for c in ablations.schedule_claims(led, rows)}
     c = got["pretraining.appB_rsqrt_below_cosine"]
     assert c.status == REDUCED and c.stats["seeds"] == [1, 2, 3] and c.stats["p_value"] < 0.05
+    assert c.stats["effect"] == pytest.approx((0.10 + 0.105 + 0.085) / 3)
+    assert "12 of 12 runs end below the unigram model's 3.000 bits per byte" in c.evidence
     assert got["pretraining.appB_avg_lr_orders_hyb"].status == INCONCLUSIVE
-
-
-def test_batch_and_mix_findings_from_one_seed_are_inconclusive():
-    led = Ledger("05_pretraining")
-    curve = {"step": [1], "loss": [3.0], "lr": [1e-3], "tokens": [1]}
-    rows = [{"multiple": m, "batch_tokens": 256 * m, "reached": True, "iterations": it, "tokens": 256 * m * it,
-             "loss": 3.0, "curve": curve} for m, it in ((1, 20), (2, 12), (4, 9))]
+    # the opposite direction, significant, is a conflict
+    flipped = _rows_b(rsqrt=[2.80, 2.805, 2.81], cosine=[2.90, 2.91, 2.895], hyb=2.86, hyb2=2.84, seeds=[1, 2, 3])
+    for r in flipped[2:]:
+        r["final_val_bpb_by_seed"] *= 3
+    assert ablations.schedule_claims(Ledger("05"), flipped)[0].status == CONFLICT
+    # above the floor: the sentence says the comparison cannot speak for models that use context
     for r in rows:
-        r["iteration_speedup"], r["token_cost"] = 20 / r["iterations"], r["tokens"] / rows[0]["tokens"]
-    got = {c.id: c for c in ablations.batch_claims(led, rows)}
-    d = got["pretraining.appD_fewer_iterations_more_tokens"]
-    assert d.status == INCONCLUSIVE and "2.22× fewer iterations, 1.80× the tokens" in d.evidence
-    rows[-1]["reached"] = False
-    assert ablations.batch_claims(led, rows)[0].status == INCONCLUSIVE
-    figures.plot_batches(rows)
+        r["unigram_bpb"] = 2.0
+    assert "0 of 12 runs end below" in ablations.plateau_sentence(rows)
+    assert "cannot speak for models that use context" in ablations.plateau_sentence(rows)
+    scope = ablations.scope(config.load("cpu"), list(got.values()), {"appB": rows})
+    assert [s["finding"] for s in scope] == list(got)
+    assert "over 3 paired seeds" in scope[0]["can"] and "excludes 0" in scope[0]["can"]
+    assert "nor a difference smaller than the seed-to-seed spread" in scope[1]["cannot"]
 
-    def mix(name, en, code, ne, share):
-        return {"mix": name, "group_loss": {"English": en, "code": code, "non-English": ne},
-                "share": {"English": 1 - share, "code": 0.1, "non-English": share}}
 
-    mixes = [mix("control", 8.0, 7.0, 9.0, 0.5), mix("code ×4", 8.2, 6.5, 9.1, 0.4),
-             mix("no non-English", 7.8, 7.0, 10.0, 0.0), mix("non-English ×3", 8.3, 7.1, 8.8, 0.75)]
-    got = {c.id: c for c in ablations.mixture_claims(led, mixes)}
+def _rows_d(its, reached=None):
+    rows = []
+    for m, per in zip((1, 2, 4), its, strict=True):
+        rows.append({"multiple": m, "batch_tokens": 256 * m, "reached": all(reached or [True]),
+                     "reached_by_seed": reached if m == 4 and reached else [True] * len(per),
+                     "iterations_by_seed": per, "iterations": sum(per) / len(per), "seeds": list(range(len(per))),
+                     "tokens_by_seed": [256 * m * x for x in per], "tokens": 256 * m * sum(per) / len(per),
+                     "loss": 3.0, "curve": {"step": [1], "loss": [3.0], "lr": [1e-3], "tokens": [1]},
+                     "final_val_bpb_by_seed": [2.9] * len(per), "final_val_bpb": 2.9, "unigram_bpb": 3.0})
+    for r in rows:
+        r["iteration_speedup"], r["token_cost"] = rows[0]["iterations"] / r["iterations"], r["tokens"] / rows[0]["tokens"]
+    return rows
+
+
+def test_batch_findings_decide_over_seeds_and_count_a_miss_as_a_lower_bound():
+    got = ablations.batch_claims(Ledger("05"), _rows_d([[20], [12], [9]]))[0]
+    assert got.status == INCONCLUSIVE and "2.22× fewer iterations, 1.80× the tokens" in got.evidence
+    got = ablations.batch_claims(Ledger("05"), _rows_d([[20, 22, 21], [12, 13, 12], [9, 10, 10]]))[0]
+    assert got.status == REDUCED and got.stats["4x"] == [9, 10, 10] and got.stats["effect"] == pytest.approx(34 / 3)
+    missed = ablations.batch_claims(Ledger("05"), _rows_d([[20, 22, 21], [12, 13, 12], [9, 11, 10]],
+                                                          reached=[True, False, True]))[0]
+    assert missed.stats["4x"] == [9, 12, 10] and "in 1 of 3 seeds the 4× batch did not reach" in missed.evidence
+    figures.plot_batches(_rows_d([[20, 22, 21], [12, 13, 12], [9, 11, 10]]))
+
+
+def _mix(name, en, code, ne, share):
+    per = [{"English": e, "code": c, "non-English": n} for e, c, n in zip(en, code, ne, strict=True)]
+    return {"mix": name, "group_bpb_by_seed": per, "seeds": [1, 2, 3][:len(per)],
+            "group_bpb": {g: sum(x[g] for x in per) / len(per) for g in per[0]},
+            "group_unigram_bpb": {"English": 3.0, "code": 2.5, "non-English": 3.2},
+            "share": {"English": 1 - share, "code": 0.1, "non-English": share},
+            "final_val_bpb_by_seed": [2.9] * len(per), "final_val_bpb": 2.9, "unigram_bpb": 3.0}
+
+
+def test_mix_findings_from_one_seed_are_inconclusive_and_decide_over_three():
+    one = [_mix("control", [2.8], [2.0], [3.0], 0.5), _mix("code ×4", [2.82], [1.9], [3.1], 0.4),
+           _mix("no non-English", [2.78], [2.0], [3.5], 0.0), _mix("non-English ×3", [2.83], [2.1], [2.9], 0.75)]
+    got = {c.id: c for c in ablations.mixture_claims(Ledger("05"), one)}
     assert got["pretraining.appA_more_code_hurts_english"].status == INCONCLUSIVE
     assert got["pretraining.appA_language_saturates"].status == INCONCLUSIVE
-    figures.plot_mixes(mixes)
+    three = [_mix("control", [2.80, 2.81, 2.79], [2.0] * 3, [3.0, 3.02, 3.01], 0.5),
+             _mix("code ×4", [2.85, 2.87, 2.84], [1.9] * 3, [3.1] * 3, 0.4),
+             _mix("no non-English", [2.78] * 3, [2.0] * 3, [3.5, 3.45, 3.55], 0.0),
+             _mix("non-English ×3", [2.83] * 3, [2.1] * 3, [2.95, 2.98, 2.96], 0.75)]
+    got = {c.id: c for c in ablations.mixture_claims(Ledger("05"), three)}
+    assert got["pretraining.appA_more_code_hurts_english"].status == REDUCED
+    sat = got["pretraining.appA_language_saturates"]
+    assert sat.status == REDUCED and sat.stats["first share's gain"] == pytest.approx([0.5, 0.43, 0.54])
+    figures.plot_mixes(three)
+
+
+def test_paper_plan_prices_the_same_arms_and_seeds():
+    paper = config.load("paper")
+    rows = {r["study"].split(" ·")[0]: r for r in ablations.paper_plan(paper)}
+    tok = F.value("appendix.ablation_tokens")
+    assert rows["App. B"]["runs"] == 4 * 3 and rows["App. B"]["tokens"] == pytest.approx(3 * 4 * tok)
+    assert rows["App. D"]["tokens"] == pytest.approx(3 * (1 + 2 + 3 + 4) * tok)
+    assert rows["App. A"]["arms"] == ", ".join(ablations.MIXES)
+    assert rows["App. B"]["steps_per_baseline_run"] == round(tok / 4_194_304)
+    hours = 6 * F.value("appendix.ablation_model_params") * 3 * 4 * tok / (F.value("train.tflops_per_gpu") * 1e12) / 3600
+    assert rows["App. B"]["gpu_hours"] == pytest.approx(hours, rel=1e-9)
+    assert json.loads(json.dumps(list(rows.values()))) == list(rows.values())

@@ -378,7 +378,11 @@ class TrainConfig(_Section):
     ablation_d_model: int = non_negative(0)
     """Width of the ablations' proxy model (0 = the preset's model; FFN scales along; the paper ablated 1B models)."""
     ablation_val_seqs: int = positive(4)
-    """Held-out sequences per source on which each ablation run's final validation loss is measured."""
+    """Held-out sequences per source on which each ablation run's held-out bits per byte are measured."""
+    ablation_seeds: int = positive(3)
+    """Seeds per arm of every ablation (paired: seed i gives every arm the same init and data order); ≥ 3 to test."""
+    ablation_vocab: int = non_negative(0)
+    """Output shortlist of the ablations' proxy: the K most frequent training tokens plus one class for the rest (0 = full vocabulary)."""
 
     def validate(self) -> None:
         """Rules between this section's fields; ConfigError naming the field and the fix."""
@@ -619,10 +623,10 @@ PRESET_CONFIGS: dict[str, Config] = {
         data=DataConfig(source="local", seq_len=128, total_tokens=2_000_000, epochs=2, val_batches=2,
                         bpe_vocab=32_000),
         model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_ff=352, max_position_embeddings=512),
-        schedule=ScheduleConfig(peak_lr=3e-3, min_lr=3e-4, warmup_steps=4, total_steps=44, cooldown_steps=6),
-        train=TrainConfig(steps=40, global_batch_tokens=1024, micro_batch=4, n_procs=2, n_nodes=1,
-                          precision="fp32", checkpoint_every=20, eval_every=20, gpu="cpu", ablation_steps=12,
-                          ablation_batch_tokens=512),
+        schedule=ScheduleConfig(peak_lr=6e-3, min_lr=6e-4, warmup_steps=8, total_steps=110, cooldown_steps=16),
+        train=TrainConfig(steps=100, global_batch_tokens=2048, micro_batch=4, n_procs=2, n_nodes=1,
+                          precision="fp32", checkpoint_every=50, eval_every=50, gpu="cpu", ablation_steps=160,
+                          ablation_batch_tokens=512, ablation_d_model=32, ablation_vocab=1024, ablation_seeds=3),
         align=AlignConfig(sft_epochs=1, sft_global_batch=8, sft_lr=1e-3, sft_max_samples=0, dpo_lr=1e-4,
                           dpo_beta=0.1, dpo_epochs=1, sk_prompts=32, sk_epochs=2, sk_batch=16, sk_lr=3e-4,
                           sk_warmup_steps=5, max_steps=16, micro_batch=4, n_gpus=1, dpo_global_batch=8,
@@ -642,7 +646,8 @@ PRESET_CONFIGS: dict[str, Config] = {
         schedule=ScheduleConfig(peak_lr=3e-3, min_lr=3e-4, warmup_steps=2, total_steps=12, cooldown_steps=2),
         train=TrainConfig(steps=8, global_batch_tokens=512, micro_batch=4, n_procs=1, n_nodes=1,
                           precision="fp32", checkpoint_every=4, eval_every=0, gpu="cpu", ablation_steps=2,
-                          ablation_batch_tokens=256, ablation_d_model=32, ablation_val_seqs=1),
+                          ablation_batch_tokens=256, ablation_d_model=32, ablation_val_seqs=1,
+                          ablation_vocab=256, ablation_seeds=3),
         align=AlignConfig(sft_epochs=1, sft_global_batch=4, sft_lr=1e-3, sft_max_samples=8, dpo_lr=1e-4,
                           dpo_beta=0.1, sk_prompts=8, sk_epochs=1, sk_batch=4, sk_lr=1e-3, sk_warmup_steps=1,
                           max_steps=3, micro_batch=2, n_gpus=1, dpo_global_batch=4, max_length=64,

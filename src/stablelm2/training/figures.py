@@ -1,4 +1,4 @@
-"""The chapter's figures: training curves, and the three appendix ablations.
+"""The chapter's figures: training curves, and the three appendix ablations against the unigram model.
 
 Every function takes what the engine or :mod:`.ablations` returned and gives a titled, labelled
 matplotlib figure (the notebook saves it with ``run.savefig``).
@@ -41,58 +41,91 @@ def plot_curves(history: dict[str, Any], title: str) -> plt.Figure:
     return fig
 
 
+def _unigram(ax: plt.Axes, u: float) -> None:
+    ax.axhline(u, color="k", ls=":", lw=1.2, label=f"unigram model ({u:.3f} bits/byte)")
+
+
+def _bpb_curves(ax: plt.Axes, r: dict[str, Any], color: str, label: str) -> None:
+    """A row's held-out bits-per-byte curves, one thin line per seed and their mean."""
+    curves = r.get("bpb_curves") or []
+    for cur in curves:
+        ax.plot(cur["tokens"], cur["bpb"], color=color, lw=0.7, alpha=0.45)
+    if curves and all(c["tokens"] == curves[0]["tokens"] for c in curves):
+        ax.plot(curves[0]["tokens"], np.mean([c["bpb"] for c in curves], axis=0), "o-", ms=3, color=color, lw=1.8,
+                label=f"{label} (mean of {len(curves)} seeds)")
+    elif curves:
+        ax.plot([], [], color=color, label=f"{label} ({len(curves)} seeds)")
+
+
 def plot_schedules(rows: list[dict[str, Any]]) -> plt.Figure:
-    """App. B: the four schedules, their training curves, and final loss against average learning rate."""
+    """App. B: the four schedules, their held-out bits per byte over training (every seed) against the unigram
+    model, and the final bits per byte against the average learning rate."""
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.9))
     for i, r in enumerate(rows):
         cur = r["curve"]
         a.plot(cur["step"], cur["lr"], color=f"C{i}", label=r["label"])
-        b.plot(cur["step"], _smooth(cur["loss"], max(1, len(cur["loss"]) // 8)), color=f"C{i}", label=r["label"])
-        c.scatter(r["average_lr"], r["final_val_loss"], color=f"C{i}", s=60, label=r["label"])
+        _bpb_curves(b, r, f"C{i}", r["label"])
+        vals = r.get("final_val_bpb_by_seed") or [r["final_val_bpb"]]
+        c.scatter([r["average_lr"]] * len(vals), vals, color=f"C{i}", s=18, alpha=0.6)
+        c.scatter(r["average_lr"], np.mean(vals), color=f"C{i}", s=70, marker="D", label=f"{r['label']} (mean)")
+    for ax in (b, c):
+        _unigram(ax, rows[0]["unigram_bpb"])
     a.set(xlabel="optimizer step", ylabel="learning rate", title="App. B schedules (same warm-up and cool-down)")
-    b.set(xlabel="optimizer step", ylabel="training loss (smoothed)", title="Training loss")
-    c.set(xlabel="average learning rate over the run", ylabel="final validation loss",
-          title="Final loss vs average learning rate")
+    b.set(xlabel="tokens", ylabel="held-out bits per byte", title="Held-out bits per byte (thin: one seed)")
+    c.set(xlabel="average learning rate over the run", ylabel="final held-out bits per byte",
+          title="Final bits per byte vs average learning rate")
     for ax in (a, b, c):
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_batches(rows: list[dict[str, Any]]) -> plt.Figure:
-    """App. D: loss against iterations and against tokens for each global batch, with the target."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.9))
-    target = rows[0]["loss"]
+    """App. D: training loss against iterations (first seed, with its target) and held-out bits per byte
+    against tokens (every seed, with the unigram model) for each global batch."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.9))
+    target = (rows[0].get("target_by_seed") or [rows[0]["loss"]])[0]
     for i, r in enumerate(rows):
         cur = r["curve"]
         k = max(1, rows[-1]["multiple"] // r["multiple"])
         lab = f"{r['multiple']}× batch ({r['batch_tokens']:,} tokens)" + ("" if r["reached"] else ", target not reached")
         a.plot(cur["step"], _smooth(cur["loss"], k), color=f"C{i}", label=lab)
-        b.plot(cur["tokens"], _smooth(cur["loss"], k), color=f"C{i}", label=lab)
+        _bpb_curves(b, r, f"C{i}", f"{r['multiple']}× batch")
+    a.axhline(target, color="k", ls="--", lw=1, label="baseline's final loss (first seed)")
+    _unigram(b, rows[0]["unigram_bpb"])
+    a.set(xlabel="iterations", ylabel="training loss (same-token window)",
+          title="App. D: iterations to the baseline's loss (first seed)")
+    b.set(xlabel="tokens", ylabel="held-out bits per byte", title="App. D: held-out bits per byte (thin: one seed)")
     for ax in (a, b):
-        ax.axhline(target, color="k", ls="--", lw=1, label="baseline's final loss")
-        ax.legend(fontsize=8)
-    a.set(xlabel="iterations", ylabel="training loss (same-token window)", title="App. D: iterations to the baseline's loss")
-    b.set(xlabel="tokens", ylabel="training loss (same-token window)", title="App. D: tokens to the baseline's loss")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_mixes(rows: list[dict[str, Any]]) -> plt.Figure:
-    """App. A: validation loss of English, code and non-English text for each mix, with the mix's shares."""
-    groups = list(rows[0]["group_loss"])
+    """App. A: held-out bits per byte of English, code and non-English text for each mix (mean and every seed),
+    with the unigram model of each group."""
+    groups = list(rows[0]["group_bpb"])
     x = np.arange(len(groups))
     w = 0.8 / len(rows)
     fig, ax = plt.subplots(figsize=(10, 3.9))
+    vals = []
     for i, r in enumerate(rows):
         shares = ", ".join(f"{g} {r['share'][g]:.0%}" for g in groups)
-        ax.bar(x + i * w - 0.4 + w / 2, [r["group_loss"][g] for g in groups], w, color=f"C{i}",
-               label=f"{r['mix']} ({shares})")
-    lo = min(min(r["group_loss"].values()) for r in rows)
-    hi = max(max(r["group_loss"].values()) for r in rows)
+        xs = x + i * w - 0.4 + w / 2
+        ax.bar(xs, [r["group_bpb"][g] for g in groups], w, color=f"C{i}", label=f"{r['mix']} ({shares})")
+        for seed_vals in r.get("group_bpb_by_seed") or []:
+            ax.scatter(xs, [seed_vals[g] for g in groups], color="k", s=6, zorder=3)
+            vals += [seed_vals[g] for g in groups]
+        vals += [r["group_bpb"][g] for g in groups]
+    uni = rows[0].get("group_unigram_bpb")
+    if uni:
+        ax.hlines([uni[g] for g in groups], x - 0.45, x + 0.45, color="k", ls=":", lw=1.5, label="unigram model")
+        vals += [uni[g] for g in groups]
+    lo, hi = min(vals), max(vals)
     ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9) - 0.05, hi + 0.1 * (hi - lo + 1e-9) + 0.05)
     ax.set_xticks(x, groups)
-    ax.set(ylabel="validation loss (mean over sources)", title="App. A: data mixes at small scale")
-    ax.legend(fontsize=8)
+    ax.set(ylabel="held-out bits per byte", title="App. A: data mixes at small scale (dots: one seed each)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
