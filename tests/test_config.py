@@ -46,7 +46,7 @@ def test_string_values_from_the_command_line_are_coerced():
         ("cpu", {"train.steps": "many"}, "train.steps = 'many' has the wrong type: expected int"),
         ("cpu", {"train.steps": -5}, "train.steps = -5 must be positive"),
         ("cpu", {"model.n_heads": 5}, "model.n_heads = 5 does not divide model.d_model = 128"),
-        ("cpu", {"train.micro_batch": 3}, "train.global_batch_tokens = 1024 is not a multiple of micro_batch"),
+        ("cpu", {"train.micro_batch": 3}, "train.global_batch_tokens = 2048 is not a multiple of micro_batch"),
         ("cpu", {"schedule.min_lr": 1.0}, "schedule.min_lr = 1.0 is above schedule.peak_lr"),
         ("cpu", {"schedule.warmup_steps": 999}, "schedule.warmup_steps = 999 is not shorter than schedule.total_steps"),
         ("cpu", {"schedule.kind": "linear"}, "schedule.kind = 'linear' is not allowed; choose one of"),

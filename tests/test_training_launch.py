@@ -137,7 +137,7 @@ def test_local_command_lines():
     two = launch.command(2, spec, out, resume=False)
     assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "--no-resume" in two
     deepspeed = backends.deepspeed_config(config.load("cpu"), layout.from_config(config.load("cpu"), n_procs=2))
-    assert deepspeed["train_batch_size"] == 8 and deepspeed["bf16"] == {"enabled": False}
+    assert deepspeed["train_batch_size"] == 16 and deepspeed["bf16"] == {"enabled": False}  # 2,048 tokens of 128
 
 
 def test_a_failed_run_reports_the_workers_error():
