@@ -160,7 +160,8 @@ class Reference:
     classes ``0 … k−1`` and every other token is class ``k`` ("other"); a token of class ``k`` has
     probability ``p(other | context) · q(t)`` with ``q(t) = (c(t) + α) / Σ_{s ∉ shortlist} (c(s) + α)``,
     so the model is a normalised distribution over all V tokens and :meth:`tail_nats` is what the
-    "other" class adds to a token's loss.
+    "other" class adds to a token's loss. Raises ``ValueError`` when ``vocab`` is below the number of
+    distinct tokens counted or ``k`` is not in ``[0, vocab)``.
     """
 
     counts: dict[int, int]
