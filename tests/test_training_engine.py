@@ -159,3 +159,74 @@ def test_deepspeed_backend_is_refused_on_cpu_before_anything_is_written(tmp_path
     with pytest.raises(ConfigError, match="train.backend = 'deepspeed' needs CUDA GPUs"):
         engine.train(tiny_cfg(**{"train.backend": "deepspeed"}), tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
+
+
+def test_fused_head_loss_has_the_logits_loss_and_its_gradients(monkeypatch):
+    """The chunked head + cross-entropy (several vocabulary chunks, a masked target) against full logits."""
+    from stablelm2.training import head_loss
+
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(2, 40, 16, generator=g)
+    weight = torch.randn(3000, 16, generator=g) * 0.3
+    monkeypatch.setattr(head_loss, "CHUNK_ELEMENTS", 80 * 256)  # 80 tokens → 3000 rows in 12 chunks, the last short
+    labels = torch.randint(0, 3000, (2, 40), generator=g)
+    labels[0, 7] = labels[1, 0] = -100
+    assert head_loss.chunk_rows(80, 3000) == 256
+    ref_h, ref_w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    s_ref, n_ref = engine.token_loss(ref_h @ ref_w.t(), labels)
+    s_ref.backward()
+    h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    s, n = head_loss.token_loss(h, w, labels)
+    s.backward()
+    assert s.dtype == torch.float64 and int(n) == int(n_ref) == 2 * 39 - 1
+    assert float(s) == pytest.approx(float(s_ref), rel=1e-6)
+    assert torch.allclose(h.grad, ref_h.grad, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(w.grad, ref_w.grad, rtol=1e-4, atol=1e-6)
+    assert float(w.grad[labels[0, 8]].abs().sum()) > 0  # a target row receives the one-hot part
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        head_loss.token_loss(hidden, weight[:100], labels)
+
+
+def test_fused_head_leaves_a_short_runs_losses_where_the_logits_path_puts_them(monkeypatch):
+    """Same run, fused head vs the model's logits: every step's loss within 1e-5 (fp32 rounding of a
+    different summation order), gradient norms within 1e-4, final weights within 1e-5."""
+    from stablelm2.training import head_loss
+
+    cfg = tiny_cfg(**{"train.n_procs": 1, "train.steps": 4, "schedule.total_steps": 5, "schedule.cooldown_steps": 1,
+                      "train.checkpoint_every": 0, "train.eval_every": 0, "train.trackers": "none"})
+    a_dir, b_dir = scratch("fused"), scratch("logits")
+    fused = engine.train(cfg, a_dir, progress=False, val_factory=lambda c: {})
+    monkeypatch.setattr(head_loss, "FUSED", False)
+    plain = engine.train(cfg, b_dir, progress=False, val_factory=lambda c: {})
+    assert len(fused["steps"]) == len(plain["steps"]) == 4
+    assert plain["steps"][-1]["loss"] < plain["steps"][0]["loss"]
+    for a, b in zip(fused["steps"], plain["steps"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    wa = load_file(str(a_dir / "model" / "model.safetensors"))
+    wb = load_file(str(b_dir / "model" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5
+
+
+def test_threads_are_the_cores_shared_out_between_processes():
+    from stablelm2 import hardware
+
+    assert hardware.threads_per_process(2, cores=2) == 1
+    assert hardware.threads_per_process(2, cores=16) == 8
+    assert hardware.threads_per_process(4, cores=2) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        hardware.threads_per_process(0, cores=2)
+
+
+def test_bf16_autocast_on_cpu_only_with_native_bf16_flags(monkeypatch):
+    from stablelm2 import hardware
+
+    assert hardware.cpu_bf16_flags(frozenset({"avx2", "fma"})) == ()
+    assert hardware.cpu_bf16_flags(frozenset({"avx512f", "avx512_bf16", "amx_bf16"})) == ("avx512_bf16", "amx_bf16")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda flags=None: ())
+    assert not backends.autocast_bf16(tiny_cfg(**{"train.precision": "bf16"}), cpu)
+    assert "neither avx512_bf16 nor amx_bf16" in backends.precision_note(tiny_cfg(**{"train.precision": "bf16"}), cpu)
+    monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda flags=None: ("amx_bf16",))
+    assert backends.autocast_bf16(tiny_cfg(**{"train.precision": "bf16"}), cpu)
+    assert not backends.autocast_bf16(tiny_cfg(**{"train.precision": "fp32"}), cpu)

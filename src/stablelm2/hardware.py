@@ -100,6 +100,48 @@ def matmul_peak_flops(threads: int | None = None) -> float:
     return 2.0 * MATMUL_N**3 / seconds
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is no such file, e.g. macOS)."""
+    from pathlib import Path
+
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return frozenset()
+    for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags of native bf16 arithmetic (AVX-512 BF16 dot products, AMX tiles); without them bf16 is emulated."""
+
+
+def cpu_bf16_flags(flags: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Which of :data:`BF16_FLAGS` the CPU reports (``flags``: the set to read, default :func:`cpu_flags`)."""
+    have = cpu_flags() if flags is None else flags
+    return tuple(f for f in BF16_FLAGS if f in have)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else ``os.cpu_count()``)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_process(n_procs: int, cores: int | None = None) -> int:
+    """Intra-op threads for each of ``n_procs`` processes sharing ``cores`` (default :func:`usable_cores`):
+    cores // processes, at least 1, so the processes' threads never outnumber the cores. ValueError if
+    ``n_procs`` < 1."""
+    if n_procs < 1:
+        raise ValueError(f"n_procs = {n_procs} must be at least 1")
+    return max(1, (usable_cores() if cores is None else cores) // n_procs)
+
+
 @cache
 def memory_bandwidth(threads: int | None = None) -> float:
     """Measured read bandwidth in bytes/s: summing a 256 MiB fp32 buffer (best of 5), memoised."""

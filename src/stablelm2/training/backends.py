@@ -8,7 +8,9 @@
   (on CPU, accelerate ignores the plugin and runs plain DDP, so it is refused there); it has not
   been run on this project's CPU machines.
 
-Both expose ``model`` (wrapped), ``raw`` (unwrapped), ``optimizer`` (for ``LambdaLR``),
+Both expose ``model`` (the wrapped :class:`.head_loss.LossModule`: its forward takes ``input_ids``,
+``position_ids`` and ``labels`` and returns the summed loss and the target count), ``raw`` (the
+transformers model), ``optimizer`` (for ``LambdaLR``),
 ``micro(last)`` (context around one micro-batch: no gradient sync but on the last), ``backward``,
 ``step(max_norm) -> grad norm``, ``optimizer_state`` / ``load_optimizer_state`` (collective) and
 ``weights()``.
@@ -31,6 +33,7 @@ import torch
 
 from ..config import Config, ConfigError
 from . import layout as layout_lib
+from .head_loss import LossModule
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -77,7 +80,7 @@ class TorchZero:
             self.optimizer = ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **kw)
         else:
             self.optimizer = torch.optim.AdamW(groups, **kw)
-        self.model = accelerator.prepare_model(self.raw)
+        self.model = accelerator.prepare_model(LossModule(self.raw))  # forward → (loss sum, targets)
 
     def micro(self, last: bool) -> contextlib.AbstractContextManager:
         if last or self.acc.num_processes == 1:
@@ -117,8 +120,8 @@ class DeepSpeedZero:
         self.grad_accum = grad_accum
         self.optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=cfg.schedule.peak_lr,
                                            betas=(t.beta1, t.beta2), eps=t.eps)
-        self.model, self._wrapped_opt = accelerator.prepare(model, self.optimizer)
-        self.raw = accelerator.unwrap_model(self.model)
+        self.model, self._wrapped_opt = accelerator.prepare(LossModule(model), self.optimizer)
+        self.raw = model  # same parameters as the wrapped LossModule, and the same state-dict keys
 
     def micro(self, last: bool) -> contextlib.AbstractContextManager:
         return self.acc.accumulate(self.model)
@@ -168,13 +171,39 @@ def deepspeed_config(cfg: Config, lay: layout_lib.BatchLayout, *, bf16: bool | N
     }
 
 
+def autocast_bf16(cfg: Config, device: torch.device) -> bool:
+    """Whether ``train.precision = 'bf16'`` runs as bf16 autocast here: on CUDA always; on CPU only when
+    the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` among its flags,
+    :func:`stablelm2.hardware.cpu_bf16_flags`) — elsewhere bf16 is emulated and slower than fp32, so
+    the run stays fp32 (:func:`precision_note` says so)."""
+    from ..hardware import cpu_bf16_flags
+
+    return cfg.train.precision == "bf16" and (device.type == "cuda" or bool(cpu_bf16_flags()))
+
+
+def precision_note(cfg: Config, device: torch.device) -> str:
+    """Which precision a run of ``cfg`` on ``device`` computes in, and why (one sentence)."""
+    from ..hardware import cpu_bf16_flags
+
+    if cfg.train.precision != "bf16":
+        return "fp32 (train.precision = 'fp32')"
+    if device.type == "cuda":
+        return "bf16 autocast on CUDA, cross-entropy in fp32"
+    flags = cpu_bf16_flags()
+    if flags:
+        return f"bf16 autocast on CPU (the CPU reports {', '.join(flags)}), cross-entropy in fp32"
+    return ("fp32: train.precision = 'bf16', but this CPU reports neither avx512_bf16 nor amx_bf16, so bf16 "
+            "would be emulated (slower than fp32)")
+
+
 def accelerator(cfg: Config, backend: str, grad_accum: int, device: torch.device, *,
                 log_with: str | None = None, project_dir: Path | None = None) -> Any:
-    """accelerate's ``Accelerator`` for the backend: CPU or GPU, bf16 autocast on GPU, DeepSpeed plugin if asked,
-    logging to the tracker ``log_with`` (accelerate's name for it) under ``project_dir``."""
+    """accelerate's ``Accelerator`` for the backend: CPU or GPU, DeepSpeed plugin if asked, logging to the
+    tracker ``log_with`` (accelerate's name for it) under ``project_dir``, bf16 autocast where
+    :func:`autocast_bf16` says so."""
     from accelerate import Accelerator
 
-    bf16 = cfg.train.precision == "bf16" and device.type == "cuda"
+    bf16 = autocast_bf16(cfg, device)
     track = {"log_with": log_with, "project_dir": str(project_dir) if project_dir is not None else None}
     if backend == "deepspeed":
         from accelerate.utils import DeepSpeedPlugin

@@ -73,6 +73,7 @@ from ..config import Config
 from ..files import atomic_dir, atomic_write_json
 from . import backends
 from . import checkpoint as ckpt
+from . import head_loss
 from . import layout as layout_lib
 from . import metrics as metrics_lib
 
@@ -94,6 +95,16 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     per_token = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
                                 ignore_index=IGNORE, reduction="none")
     return per_token.double().sum(), (targets != IGNORE).sum()
+
+
+def batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss (float64) and target count of one packed batch, for a :class:`.head_loss.LossModule`
+    (possibly wrapped by DDP: the fused head) or any transformers causal LM (its logits, :func:`token_loss`)."""
+    inputs = {"input_ids": batch["input_ids"].to(device), "position_ids": batch["position_ids"].to(device)}
+    if isinstance(getattr(model, "module", model), head_loss.LossModule):
+        return model(**inputs, labels=batch["labels"].to(device))
+    return token_loss(model(**inputs, use_cache=False).logits, batch["labels"].to(device))
 
 
 def device_peak_flops(device: torch.device, cfg: Config, world_size: int) -> tuple[float, str]:
@@ -159,9 +170,7 @@ def evaluate(model: torch.nn.Module, sets: dict[str, list[dict[str, torch.Tensor
     for j, name in enumerate(names):
         for batch in sets[name]:
             if i % world == rank:
-                logits = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
-                               use_cache=False).logits
-                s, n = token_loss(logits, batch["labels"].to(device))
+                s, n = batch_loss(model, batch, device)
                 sums[j] += s.double()
                 counts[j] += n.double()
             i += 1
@@ -314,7 +323,8 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
                                                     "layout": lay.to_dict()})
         print(f"[engine] {lay.describe()}; backend {backend_name}"
               f"{' ZeRO-1' if backend_name == 'deepspeed' or getattr(backend, 'zero', False) else ''}; "
-              f"device {device}" + (f"; resuming at step {start}" if start else ""), flush=True)
+              f"device {device}; {backends.precision_note(cfg, device)}; {torch.get_num_threads()} thread(s) "
+              f"per process" + (f"; resuming at step {start}" if start else ""), flush=True)
 
     # rank 0 measures the machine's peak while the others wait in the broadcast (no contention)
     peak, peak_basis = _broadcast(device_peak_flops(device, cfg, world) if main else None, world)
@@ -339,9 +349,8 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for i, b in enumerate(batches):
             with backend.micro(last=i == len(batches) - 1):
-                logits = model(input_ids=b["input_ids"].to(device), position_ids=b["position_ids"].to(device),
-                               use_cache=False).logits
-                s, _ = token_loss(logits, b["labels"].to(device))
+                s, _ = model(input_ids=b["input_ids"].to(device), position_ids=b["position_ids"].to(device),
+                             labels=b["labels"].to(device))
                 backend.backward(s * (world / n_global))
             loss_sum += s.detach().double()
         norm = backend.step(cfg.train.grad_clip)
@@ -473,8 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..record import go_offline
 
         go_offline()
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    # thread placement, before torch does any work: run.threads if set, else the cores shared out
+    # (torchrun's default OMP_NUM_THREADS=1 is right on 2 cores for 2 processes only)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(cfg.run.threads or hardware.threads_per_process(local))
     try:
         train(cfg, args.out, resume=not args.no_resume, weights=spec.get("weights"), progress=not args.no_progress,
               stop_at=args.stop_at)
