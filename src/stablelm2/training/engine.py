@@ -71,9 +71,8 @@ from .. import config as config_lib
 from .. import hardware
 from ..config import Config
 from ..files import atomic_dir, atomic_write_json
-from . import backends
+from . import backends, head_loss
 from . import checkpoint as ckpt
-from . import head_loss
 from . import layout as layout_lib
 from . import metrics as metrics_lib
 
