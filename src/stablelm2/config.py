@@ -841,10 +841,11 @@ def _check_unhonoured(cfg: Config) -> None:
             "train.backend = 'deepspeed' needs CUDA GPUs but run.device = 'cpu' (accelerate would run plain DDP "
             "and ignore the DeepSpeed plugin); use train.backend = 'torch' or 'auto', or run.device = 'cuda'"
         )
-    if cfg.run.device == "cpu" and t.precision == "bf16":
+    if cfg.run.device == "cpu" and t.precision == "bf16" and not hardware.cpu_bf16_flags():
         raise ConfigError(
-            "train.precision = 'bf16' is applied on CUDA only (autocast) but run.device = 'cpu', so the run would "
-            "train in fp32 while saying bf16; use train.precision = 'fp32' on CPU, or run.device = 'cuda'"
+            "train.precision = 'bf16' on CPU needs a CPU that computes bf16 (flags avx512_bf16 or amx_bf16); this one "
+            "reports neither, so the run would train in fp32 while saying bf16; use train.precision = 'fp32' on "
+            "this CPU, or run.device = 'cuda'"
         )
     if cfg.run.device == "cuda":
         import torch

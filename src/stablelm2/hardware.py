@@ -85,17 +85,24 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tupl
 
 
 @cache
-def matmul_peak_flops(threads: int | None = None) -> float:
-    """Measured FLOP/s of a 2048×2048 fp32 matmul with torch (2·n³ FLOPs, best of 5), memoised per
-    ``threads`` (``None``: torch's current count): the peak a CPU run's model-FLOPs utilisation is taken
-    against, as the paper's MFU is against the A100's bf16 peak (FACTS.md §3)."""
+def matmul_peak_flops(threads: int | None = None, dtype: str = "float32") -> float:
+    """Measured FLOP/s of a 2048×2048 matmul with torch (2·n³ FLOPs, best of 5), memoised per
+    ``threads`` (``None``: torch's current count) and ``dtype``: the peak a CPU run's model-FLOPs
+    utilisation is taken against, as the paper's MFU is against the A100's bf16 peak (FACTS.md §3).
+
+    ``dtype``: ``"float32"`` (default) or ``"bfloat16"`` (the peak a bf16-autocast run is measured
+    against). Raises ValueError for another dtype.
+    """
     import torch
 
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype = {dtype!r}: the matmul peak is measured for 'float32' or 'bfloat16'")
+    dt = getattr(torch, dtype)
     with _threads(threads), torch.no_grad():
         gen = torch.Generator().manual_seed(0)
-        a = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
-        b = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
-        out = torch.empty(MATMUL_N, MATMUL_N)
+        a = torch.randn(MATMUL_N, MATMUL_N, generator=gen).to(dt)
+        b = torch.randn(MATMUL_N, MATMUL_N, generator=gen).to(dt)
+        out = torch.empty(MATMUL_N, MATMUL_N, dtype=dt)
         seconds = best_time(lambda: torch.mm(a, b, out=out), repeats=5, warmup=2)
     return 2.0 * MATMUL_N**3 / seconds
 

@@ -21,6 +21,12 @@ every scale:
   once into ``<run>/shards``, each rank reading only its own micro-batches; ``position_ids``
   restart at each document, which transformers turns into a block-diagonal causal mask) and
   ``data.validation_sets`` for the held-out loss per domain;
+* **speed** — the model trains through :class:`.head_loss.LossModule`: the LM head fused with the
+  cross-entropy in vocabulary chunks, so the ``[tokens, 100k]`` logits are never held (the small
+  models' largest cost; same loss to fp32 rounding); fused AdamW; each process gets
+  ``cores // processes`` intra-op threads (``run.threads`` overrides), set in :func:`main` before
+  torch does any work; bf16 autocast where ``train.precision = 'bf16'`` and the device computes
+  bf16 natively (CUDA, or a CPU reporting ``avx512_bf16``/``amx_bf16``; :func:`.backends.autocast_bf16`);
 * **schedule** — chapter 04's ``schedule.lr_lambda`` under ``LambdaLR``;
 * **bookkeeping** — loss, learning rate, gradient norm, tokens/s and MFU (model FLOPs from
   chapter 03 over the device's peak: A100 312, H100 989 TFLOP/s bf16 from ``hardware.gpus``, CPU measured with
@@ -113,8 +119,10 @@ def device_peak_flops(device: torch.device, cfg: Config, world_size: int) -> tup
         peak = hardware.gpu_for_device(name, cfg.train.gpu).peak_tflops * 1e12
         return peak * world_size, f"{world_size} × {name} at {peak / 1e12:.0f} TFLOP/s (bf16 dense, datasheet)"
     threads = torch.get_num_threads() * world_size
-    peak = hardware.matmul_peak_flops(threads)
-    return peak, f"CPU, measured fp32 matmul peak with {threads} thread(s) = {peak / 1e9:.1f} GFLOP/s"
+    bf16 = backends.autocast_bf16(cfg, device)
+    peak = hardware.matmul_peak_flops(threads, "bfloat16" if bf16 else "float32")
+    return peak, (f"CPU, measured {'bf16' if bf16 else 'fp32'} matmul peak with {threads} thread(s) = "
+                  f"{peak / 1e9:.1f} GFLOP/s")
 
 
 def run_identity(cfg: Config, world: int, *, weights: dict[str, float] | None = None, tag: str | None = None,
