@@ -224,9 +224,14 @@ def test_bf16_autocast_on_cpu_only_with_native_bf16_flags(monkeypatch):
     assert hardware.cpu_bf16_flags(frozenset({"avx2", "fma"})) == ()
     assert hardware.cpu_bf16_flags(frozenset({"avx512f", "avx512_bf16", "amx_bf16"})) == ("avx512_bf16", "amx_bf16")
     cpu = torch.device("cpu")
-    monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda flags=None: ())
-    assert not backends.autocast_bf16(tiny_cfg(**{"train.precision": "bf16"}), cpu)
-    assert "neither avx512_bf16 nor amx_bf16" in backends.precision_note(tiny_cfg(**{"train.precision": "bf16"}), cpu)
     monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda flags=None: ("amx_bf16",))
-    assert backends.autocast_bf16(tiny_cfg(**{"train.precision": "bf16"}), cpu)
+    bf16 = tiny_cfg(**{"train.precision": "bf16"})  # loads: this CPU (as faked) computes bf16
+    assert backends.autocast_bf16(bf16, cpu) and "amx_bf16" in backends.precision_note(bf16, cpu)
     assert not backends.autocast_bf16(tiny_cfg(**{"train.precision": "fp32"}), cpu)
+    monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda flags=None: ())
+    assert not backends.autocast_bf16(bf16, cpu)
+    assert "neither avx512_bf16 nor amx_bf16" in backends.precision_note(bf16, cpu)
+    from stablelm2.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a CPU that computes bf16"):
+        tiny_cfg(**{"train.precision": "bf16"})
