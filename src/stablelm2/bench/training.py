@@ -122,19 +122,25 @@ def _spread(ours: list[list[float]], peer: list[list[float]], tokens: int) -> tu
 
 
 def training_throughput(repeats: int = 3) -> list[dict]:
-    from .. import hardware, model
+    from .. import config, hardware, model
     from ..training import backends
 
     cfg = _cfg()
     tokens = cfg.train.global_batch_tokens
-    threads = torch.get_num_threads()
+    procs = config.load("cpu").train.n_procs
+    threads = hardware.threads_per_process(procs)  # one process of the cpu run, on its share of the cores
     dtype = "bfloat16" if cfg.train.precision == "bf16" else "float32"
-    peak = hardware.matmul_peak_flops(threads, dtype)  # measured here, before the runs, on the same threads
-    ours, peer = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(repeats):
-            ours.append(engine_step_times(cfg, Path(tmp) / f"engine-{i}"))
-            peer.append(trainer_step_times(cfg, Path(tmp) / f"trainer-{i}"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        peak = hardware.matmul_peak_flops(threads, dtype)  # measured here, before the runs, on the same threads
+        ours, peer = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(repeats):
+                ours.append(engine_step_times(cfg, Path(tmp) / f"engine-{i}"))
+                peer.append(trainer_step_times(cfg, Path(tmp) / f"trainer-{i}"))
+    finally:
+        torch.set_num_threads(before)
     flat_ours, flat_peer = [x for r in ours for x in r], [x for r in peer for x in r]
     tps_ours, tps_peer = tokens / statistics.median(flat_ours), tokens / statistics.median(flat_peer)
     per_ours, per_peer, spread = _spread(ours, peer, tokens)
@@ -144,7 +150,8 @@ def training_throughput(repeats: int = 3) -> list[dict]:
     return [
         result("training_tokens_per_s", ours=tps_ours, peer=tps_peer, peer_name="transformers Trainer",
                unit="tokens/s", higher_is_better=True, goal=f"ratio ≥ {GOAL_RATIO}", goal_ratio=GOAL_RATIO,
-               note=f"cpu preset model, 1 process, {threads} threads, {tokens} tokens/step, precision {prec}; "
+               note=f"cpu preset model, 1 process with {threads} thread(s) (the cpu run's share per process: "
+                    f"{hardware.usable_cores()} cores / {procs} processes), {tokens} tokens/step, precision {prec}; "
                     f"median interval between step ends ({len(flat_ours)} intervals each, {repeats} repeats); "
                     f"ratio over every pairing of repeats {spread[0]:.2f}–{spread[1]:.2f}",
                ratio_spread=spread, tokens_per_s_by_repeat_ours=per_ours, tokens_per_s_by_repeat_peer=per_peer,
