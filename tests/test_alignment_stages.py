@@ -25,6 +25,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "06_alignment", root=build_dir)
     x = m["metrics"]
+    assert set(x) == stages.AlignmentMetrics.__required_keys__  # the library's schema, every key logged
     # the filters on the shipped samples, capped at 8 kept rows per source (align.sft_max_samples)
     assert x["sft_kept"] == 56 and x["dpo_read"] == 64 and x["dpo_kept"] == 47
     assert (x["dpo_tied"], x["dpo_duplicated"], x["dpo_low_chosen"]) == (3, 4, 5)

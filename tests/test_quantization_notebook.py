@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stablelm2 import record, runner
+from stablelm2.quantization import study
 
 
 @pytest.mark.notebook
@@ -12,6 +13,8 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     rec = runner.execute("08_quantization", "smoke", root=build_dir)
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "08_quantization", root=build_dir)
+    # the library's schema (study.QuantMetrics); smoke skips the 1.6B speed study, so no arch_sizes
+    assert set(m["metrics"]) == study.QuantMetrics.__optional_keys__ - {"arch_sizes"}
     q = m["metrics"]["quality"]["random"]
     assert set(q) == {"FP32", "F16", "Q8_0", "Q4_0", "Q5_K_M", "OV_INT4", "MLX_Q4"}
     assert abs(q["Q8_0"]["ppl"] / q["FP32"]["ppl"] - 1) < 0.01

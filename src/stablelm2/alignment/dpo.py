@@ -27,6 +27,7 @@ from typing import Any
 
 from . import chat, common, sources
 from .recipes import Recipe
+from .results import DPOResult
 
 METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "loss")
 
@@ -64,7 +65,7 @@ def _evaluate(trainer: Any, rows: list[dict[str, Any]] | None) -> dict[str, floa
 
 
 def train(recipe: Recipe, init: str | Path, out_dir: Path, *, ref: str | Path | None = None,
-          data: sources.Loaded | None = None) -> dict[str, Any]:
+          data: sources.Loaded | None = None) -> DPOResult:
     """DPO on ``init`` against the frozen reference ``ref`` (default: a second copy of ``init``)."""
     from trl import DPOConfig, DPOTrainer
 

@@ -9,15 +9,14 @@ np.int64(2)
 
 from __future__ import annotations
 
-from typing import Any
-
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from .common import curve
+from .results import DPOResult, FilterReportDict, SelfKnowledgeResult, SFTResult
 
 
-def filter_frame(report: dict[str, Any]) -> pd.DataFrame:
+def filter_frame(report: FilterReportDict) -> pd.DataFrame:
     """A filter report as a table: one row per source (plus a total row when there are several)."""
     df = pd.DataFrame(report["rows"]).set_index("source")
     if len(df) > 1:
@@ -25,7 +24,7 @@ def filter_frame(report: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-def fig_sft(res: dict[str, Any]) -> plt.Figure:
+def fig_sft(res: SFTResult) -> plt.Figure:
     """Training loss (assistant tokens only) and token accuracy per step."""
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     steps, loss = zip(*curve(res["log"], "loss"), strict=True)
@@ -44,7 +43,7 @@ def fig_sft(res: dict[str, Any]) -> plt.Figure:
     return fig
 
 
-def fig_dpo(res: dict[str, Any]) -> plt.Figure:
+def fig_dpo(res: DPOResult) -> plt.Figure:
     """DPO loss, implicit-reward accuracy and margin per step, with the after-training evaluations."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, key, title in zip(axes, ("loss", "rewards/accuracies", "rewards/margins"),
@@ -69,7 +68,7 @@ def fig_dpo(res: dict[str, Any]) -> plt.Figure:
     return fig
 
 
-def fig_self_knowledge(res: dict[str, Any]) -> plt.Figure:
+def fig_self_knowledge(res: SelfKnowledgeResult) -> plt.Figure:
     """Self-knowledge training loss, and how often identity answers carry the facts before and after."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
     ax1.plot(*zip(*curve(res["log"], "loss"), strict=True), marker="o", ms=3)
@@ -98,7 +97,7 @@ def fig_self_knowledge(res: dict[str, Any]) -> plt.Figure:
     return fig
 
 
-def answers_frame(res: dict[str, Any]) -> pd.DataFrame:
+def answers_frame(res: SelfKnowledgeResult) -> pd.DataFrame:
     """The identity questions with the answers before and after (positive and negative header)."""
     rows = []
     for b, a, n in zip(res["before"]["answers"], res["after"]["answers"], res["after_negative"]["answers"],

@@ -31,7 +31,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +40,7 @@ from .. import facts, tokenizer
 from ..files import atomic_write_json
 from . import chat, common
 from .recipes import Recipe
+from .results import IdentityScore, PromptStats, SelfKnowledgeData, SelfKnowledgeResult
 
 MODEL_NAME: str = facts.value("paper.title").removesuffix(" Technical Report")
 """``Stable LM 2 1.6B``."""
@@ -150,11 +151,11 @@ def _key(text: str) -> str:
 
 
 def generate_prompts(model: Any, tok: Any, n: int, *, seed: int, max_new_tokens: int,
-                     batch_size: int = 16) -> tuple[list[str], dict[str, int]]:
+                     batch_size: int = 16) -> tuple[list[str], PromptStats]:
     """``n`` distinct first messages written by the (base) model, and what was dropped on the way."""
     rng = random.Random(seed)
     seen = {_key(e) for e in PROMPT_EXAMPLES}
-    stats = {"requested": n, "generated": 0, "empty": 0, "duplicate": 0, "copied_example": 0, "kept": 0}
+    stats: PromptStats = {"requested": n, "generated": 0, "empty": 0, "duplicate": 0, "copied_example": 0, "kept": 0}
     prompts: list[str] = []
     for rnd in range(max(4, 4 * -(-n // batch_size))):
         if len(prompts) >= n:
@@ -194,7 +195,8 @@ def continuations(model: Any, tok: Any, prompts: list[str], *, few_shot: bool, s
                     batch_size=batch_size, temperature=0.7, desc="positives" if few_shot else "negatives")
 
 
-def make_data(recipe: Recipe, base: str | Path, init: str | Path, out_file: Path | None = None) -> dict[str, Any]:
+def make_data(recipe: Recipe, base: str | Path, init: str | Path,
+              out_file: Path | None = None) -> SelfKnowledgeData:
     """Prompts from ``base``, positive and negative continuations from ``init`` (the DPO model)."""
     seed, new = recipe.args["seed"], recipe.extra["max_new_tokens"]
     t0 = time.time()
@@ -206,7 +208,7 @@ def make_data(recipe: Recipe, base: str | Path, init: str | Path, out_file: Path
     chat.check_sk_template(tok)
     pos = continuations(model, tok, prompts, few_shot=True, seed=seed + 1, max_new_tokens=new)
     neg = continuations(model, tok, prompts, few_shot=False, seed=seed + 2, max_new_tokens=new)
-    data = {"prompts": prompts, "positives": pos, "negatives": neg, "prompt_stats": stats,
+    data: SelfKnowledgeData = {"prompts": prompts, "positives": pos, "negatives": neg, "prompt_stats": stats,
             "fact_rate_positives": _rate(pos), "fact_rate_negatives": _rate(neg),
             "timings": {"generate_s": round(time.time() - t0, 2)}}
     if out_file is not None:
@@ -218,7 +220,7 @@ def _rate(texts: list[str]) -> float:
     return sum(facts_in(t)["carries"] for t in texts) / max(1, len(texts))
 
 
-def examples(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def examples(data: SelfKnowledgeData) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Training conversations: positives behind the assistant header, negatives behind the negative token.
 
     A prompt whose positive or negative reply came out empty is left out (and counted)."""
@@ -238,7 +240,7 @@ def examples(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]
 
 
 def measure(model: Any, tok: Any, *, negative: bool = False, max_new_tokens: int = 32,
-            questions: tuple[str, ...] = IDENTITY_QUESTIONS) -> dict[str, Any]:
+            questions: tuple[str, ...] = IDENTITY_QUESTIONS) -> IdentityScore:
     """Greedy answers to the identity questions behind the assistant (or negative) header, scored."""
     ids = [chat.prompt_ids(tok, [{"role": "user", "content": q}], negative=negative) for q in questions]
     answers = generate(model, tok, ids, max_new_tokens=max_new_tokens, sample=False, seed=0, desc="identity")
@@ -249,7 +251,7 @@ def measure(model: Any, tok: Any, *, negative: bool = False, max_new_tokens: int
             "answers": [{"question": q, "answer": a, **s} for q, a, s in zip(questions, answers, scored, strict=True)]}
 
 
-def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: dict[str, Any]) -> dict[str, Any]:
+def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: SelfKnowledgeData) -> SelfKnowledgeResult:
     """Train the DPO model ``init`` on the self-knowledge examples; measure before and after."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -291,5 +293,5 @@ def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: dict[str, An
     }
 
 
-def load_data(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def load_data(path: Path) -> SelfKnowledgeData:
+    return cast(SelfKnowledgeData, json.loads(Path(path).read_text(encoding="utf-8")))

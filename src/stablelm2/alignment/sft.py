@@ -27,6 +27,7 @@ from typing import Any
 
 from . import chat, common, sources
 from .recipes import Recipe
+from .results import SFTResult
 
 
 def dataset(rows: list[dict[str, Any]]) -> Any:
@@ -36,7 +37,7 @@ def dataset(rows: list[dict[str, Any]]) -> Any:
     return Dataset.from_list([{"messages": r["messages"]} for r in rows])
 
 
-def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: sources.Loaded | None = None) -> dict[str, Any]:
+def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: sources.Loaded | None = None) -> SFTResult:
     """Fine-tune ``init`` (model + tokenizer dir, or Hub id) with ``recipe``; save to ``out_dir``.
 
     Returns the training log, the data report, the batch composition and timings.

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import facts
+from .results import FilterReportDict
 
 SAMPLES_DIR = Path(__file__).with_name("samples")
 """Local samples, one JSONL file per source, each in its source's own schema."""
@@ -342,7 +343,7 @@ class FilterReport:
             tot[r] = sum(c[r] for c in self.dropped.values())
         return tot
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> FilterReportDict:
         return {"rows": self.rows(), "totals": self.totals(),
                 "examples": {f"{s}/{r}": d for (s, r), d in self.examples.items()}}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .. import chapters
 from ..config import Config
@@ -27,6 +27,9 @@ from ..files import atomic_write_json
 from ..ledger import Claim, Ledger
 from . import chat, common, dpo, recipes, self_knowledge, sft
 from .recipes import BASE_MODEL_HUB, STAGES, AlignmentError
+from .results import AlignmentMetrics as AlignmentMetrics  # re-exported: the chapter's metrics.json schema
+from .results import RunAll
+from .results import metrics as metrics  # re-exported: the notebook calls stages.metrics(results)
 
 CHAPTER = chapters.get("06").name
 PREVIOUS = {"sft": None, "dpo": "sft", "self_knowledge": "dpo"}
@@ -88,7 +91,7 @@ def aligned(cfg: Config, stage: str, *, base: str | Path | None = None) -> Path:
     return Path(ensure(cfg, recipes.check_stage(stage), base=base)["model_dir"])
 
 
-def run_all(cfg: Config, *, base: str | Path | None = None) -> dict[str, Any]:
+def run_all(cfg: Config, *, base: str | Path | None = None) -> RunAll:
     """All three stages at ``smoke``/``cpu``; at ``paper`` the launch files and the plan instead."""
     if cfg.run.preset == "paper":
         files = recipes.write_launch_files(cfg, cfg.chapter_dir(CHAPTER) / "launch")
@@ -96,7 +99,7 @@ def run_all(cfg: Config, *, base: str | Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"ran": True}
     for stage in STAGES:
         out[stage] = ensure(cfg, stage, base=base)
-    return out
+    return cast(RunAll, out)  # each entry is its stage's result (SFTResult, DPOResult, SelfKnowledgeResult)
 
 
 # ------------------------------------------------------------------------------ conditioning check
@@ -126,7 +129,7 @@ def conditioning_check(tok: Any, n: int = 4) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ claims
 
 
-def record_claims(ledger: Ledger, cfg: Config, results: dict[str, Any], tok: Any = None) -> list[Claim]:
+def record_claims(ledger: Ledger, cfg: Config, results: RunAll, tok: Any = None) -> list[Claim]:
     """The chapter's claims: batch arithmetic of the paper recipes, filters, DPO, self-knowledge."""
     from .. import config as _config
 

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from . import published
+from .results import CompareRow
 
 Z_FLAG = 2.0
 """|delta| / stderr above which a difference is flagged (≈95 % two-sided)."""
@@ -216,7 +217,7 @@ def _mean(pairs: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def _row(task: str, metric: str, ours: tuple[float, float], ref: tuple[float, float], drift: str,
-         z_flag: float) -> dict[str, Any]:
+         z_flag: float) -> CompareRow:
     delta = ours[0] - ref[0]
     se = math.sqrt(ours[1] ** 2 + ref[1] ** 2)
     # NaN compares false with everything: a non-finite score or stderr gets its own flag, never a verdict

@@ -21,6 +21,7 @@ import pandas as pd
 from ..config import Config
 from ..ledger import Claim, Ledger
 from . import needle, published, tasks
+from .results import TaskResults
 
 STAGES = ("base", "sft", "dpo")
 CHANCE = {"slm2_cloze_mc": 0.25}
@@ -60,7 +61,7 @@ def stage_models(cfg: Config) -> dict[str, str]:
             "dpo": str(alignment.aligned(cfg, "dpo"))}
 
 
-def evaluate_stages(cfg: Config, models: dict[str, str], out_dir: Path) -> dict[str, dict[str, Any]]:
+def evaluate_stages(cfg: Config, models: dict[str, str], out_dir: Path) -> dict[str, TaskResults]:
     """Run the preset's tasks on every model (results JSON per stage under ``out_dir``).
 
     The tasks are written, indexed and checked once (:func:`.tasks.prepare`) for all the models."""
@@ -85,7 +86,7 @@ def needle_stages(cfg: Config, models: dict[str, str], out_dir: Path, *, progres
     return out
 
 
-def stage_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def stage_table(results: dict[str, TaskResults]) -> pd.DataFrame:
     """Task × stage: the report metric and its standard error."""
     rows = []
     for label, res in results.items():

@@ -35,13 +35,14 @@ import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from .. import facts as F
 from ..config import Config
 from ..files import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from .results import TaskResults, TaskSummaryRow
 
 TEXTS_DIR = Path(__file__).with_name("data") / "texts"
 """Text shipped with the package: ``essays.txt`` (haystack and cloze source) and ``qa.txt``."""
@@ -473,7 +474,7 @@ def prepare(tasks: list[str | TaskSpec], cfg: Config) -> Prepared:
 
 
 def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
-             out: Path | None = None, prepared: Prepared | None = None) -> dict[str, Any]:
+             out: Path | None = None, prepared: Prepared | None = None) -> TaskResults:
     """Run ``lm_eval.simple_evaluate`` with ``HFLM`` on a model directory (or Hub id at ``paper``).
 
     Checks first (no model loaded yet): the tasks exist, the model directory exists, the offline
@@ -530,12 +531,12 @@ def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
     merged = json.loads(json.dumps(merged, default=handle_non_serializable))
     if out is not None:
         atomic_write_json(Path(out), merged)
-    return merged
+    return cast(TaskResults, merged)
 
 
-def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+def summary(results: TaskResults) -> list[TaskSummaryRow]:
     """One row per evaluated task: the report metric with its standard error (from ``evaluate``'s output)."""
-    rows = []
+    rows: list[TaskSummaryRow] = []
     for spec in results["specs"]:
         s = TaskSpec(**spec)
         row = results["results"].get(s.name, {})

@@ -32,6 +32,9 @@ from . import build as qbuild
 from . import measure
 from .formats import FORMATS, REFERENCE, QuantError, get
 from .formats import check as check_formats
+from .results import QualityRow, Readiness, TokenizerParity
+from .results import QuantMetrics as QuantMetrics  # re-exported: the chapter's metrics.json schema
+from .results import metrics as metrics  # re-exported: the notebook logs study.metrics(...)
 
 CHAPTER = chapters.get("08").name
 
@@ -116,7 +119,7 @@ def quantize(cfg: Config, model: str, *, progress: bool = True) -> dict[str, Pat
 # ------------------------------------------------------------------------------ quality
 
 
-def quality(cfg: Config, paths: dict[str, Path], *, progress: bool = True) -> list[dict[str, Any]]:
+def quality(cfg: Config, paths: dict[str, Path], *, progress: bool = True) -> list[QualityRow]:
     """Perplexity, KL(fp32 ‖ format) and top-1 agreement of every format on the same held-out windows."""
     from .. import tokenizer
 
@@ -140,7 +143,7 @@ def quality(cfg: Config, paths: dict[str, Path], *, progress: bool = True) -> li
             for fmt, r in res.items()]
 
 
-def tokenizer_parity(gguf_path: Path, *, per_source: int = 4) -> dict[str, Any]:
+def tokenizer_parity(gguf_path: Path, *, per_source: int = 4) -> TokenizerParity:
     """Encode and decode sample documents (``per_source`` of every source; 0 = all) and every special token
     with the GGUF's tokenizer and with Arcade100k.
 
@@ -196,7 +199,7 @@ def plan(cfg: Config) -> list[dict[str, Any]]:
     return steps
 
 
-def ready(cfg: Config) -> dict[str, Any]:
+def ready(cfg: Config) -> Readiness:
     """Whether the chapter runs here, and the message the notebook shows when it does not."""
     check(cfg)
     hub = [m for m in cfg.quant.models if "/" in m]

@@ -81,6 +81,7 @@ from . import backends, head_loss
 from . import checkpoint as ckpt
 from . import layout as layout_lib
 from . import metrics as metrics_lib
+from .results import EvalRecord, History, StepRecord, Summary, Validation
 
 IGNORE = -100
 
@@ -166,7 +167,7 @@ def _broadcast(obj: Any, world: int) -> Any:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, sets: dict[str, list[dict[str, torch.Tensor]]], device: torch.device,
-             rank: int = 0, world: int = 1) -> dict[str, Any]:
+             rank: int = 0, world: int = 1) -> Validation:
     """Held-out loss per domain and overall (token-weighted), batches sharded over the processes."""
     names = sorted(sets)
     sums = torch.zeros(len(names), dtype=torch.float64, device=device)
@@ -227,11 +228,11 @@ def _default_model(cfg: Config) -> torch.nn.Module:
 
 
 def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dict[str, float] | None = None,
-          stop: Callable[[dict[str, Any]], bool] | None = None, tag: str | None = None,
+          stop: Callable[[History], bool] | None = None, tag: str | None = None,
           save_model: bool = True, progress: bool = True, stop_at: int | None = None,
           model_factory: Callable[[Config], torch.nn.Module] | None = None,
           loader_factory: Callable[..., Any] | None = None,
-          val_factory: Callable[[Config], dict[str, list[dict[str, torch.Tensor]]]] | None = None) -> dict[str, Any]:
+          val_factory: Callable[[Config], dict[str, list[dict[str, torch.Tensor]]]] | None = None) -> History:
     """Train ``cfg`` into ``out_dir``; returns the run's history: ``out_dir/history.json`` (identity,
     layout, ``summary``) with the ``steps`` and ``evals`` of ``out_dir/metrics.jsonl``.
 
@@ -299,7 +300,7 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     val_sets = (val_factory or _default_val_sets)(cfg)
     # in memory: the run's identity, the last RECENT step records (for `stop`) and the evaluations;
     # everything per step goes to metrics.jsonl, and a checkpoint stores only running sums
-    history: dict[str, Any] = {"fingerprint": ckpt.fingerprint(ident), "identity": ident,
+    history: History = {"fingerprint": ckpt.fingerprint(ident), "identity": ident,
                                "layout": lay.to_dict(), "world_size": world, "backend": backend_name,
                                "device": str(device), "weights": weights, "metrics_log": metrics_lib.FILE,
                                "steps": [], "evals": [], "last_eval": None}
@@ -336,7 +337,7 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     # rank 0 measures the machine's peak while the others wait in the broadcast (no contention)
     peak, peak_basis = _broadcast(device_peak_flops(device, cfg, world) if main else None, world)
     flops_tok = model_lib.flops_per_token(cfg)["total"]
-    history.update(peak_flops=peak, peak_basis=peak_basis, flops_per_token=flops_tok)
+    history.update({"peak_flops": peak, "peak_basis": peak_basis, "flops_per_token": flops_tok})
     metrics_lib.start_tracking(acc, cfg, first_step=start + 1, world_size=world, backend=backend_name,
                                grad_accum=lay.grad_accum)
     it: Iterator[dict[str, torch.Tensor]] = iter(loader)
@@ -352,7 +353,7 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         n_global = _all_reduce(torch.tensor([float(n_local)], device=device), world).item()
         if n_global == 0:
             raise RuntimeError(f"step {step + 1}: the global batch has no target tokens (all labels are -100)")
-        lr = scheduler.get_last_lr()[0]
+        lr: float = scheduler.get_last_lr()[0]  # type: ignore[assignment]  # LambdaLR: floats
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for i, b in enumerate(batches):
             with backend.micro(last=i == len(batches) - 1):
@@ -367,7 +368,7 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         tokens += lay.global_batch_tokens
         dt = time.perf_counter() - t0
         tps = lay.global_batch_tokens / dt
-        rec = {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens": tokens,
+        rec: StepRecord = {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens": tokens,
                "step_s": dt, "tokens_per_s": tps, "mfu": tps * flops_tok / peak,
                "t_end": time.perf_counter() - t_start}
         history["steps"].append(rec)
@@ -386,7 +387,7 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         last = step == cfg.train.steps or "stopped_early" in history
         ev_every = cfg.train.eval_every
         if last or (ev_every and step % ev_every == 0):
-            ev = {"step": step, "tokens": tokens, **evaluate(model, val_sets, device, rank, world)}
+            ev: EvalRecord = {"step": step, "tokens": tokens, **evaluate(model, val_sets, device, rank, world)}
             history["evals"].append(ev)
             history["last_eval"] = ev
             if log is not None:
@@ -397,7 +398,7 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         ck_every = cfg.train.checkpoint_every
         pause = stop_at is not None and step >= stop_at and not last
         if (ck_every and step % ck_every == 0 and not last) or pause:
-            run_state = {"totals": totals.state(), "resumed_from": history.get("resumed_from", []),
+            run_state: dict[str, Any] = {"totals": totals.state(), "resumed_from": history.get("resumed_from", []),
                          "last_eval": history["last_eval"], "log_bytes": None}
             if log is not None:
                 log.sync()
@@ -430,10 +431,10 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     return history
 
 
-def _summary(history: dict[str, Any], totals: metrics_lib.Totals, step: int, tokens: int,
-             wall: float) -> dict[str, Any]:
+def _summary(history: History, totals: metrics_lib.Totals, step: int, tokens: int,
+             wall: float) -> Summary:
     tps = totals.tokens_per_s
-    ev = history["last_eval"] or {}
+    ev: EvalRecord | dict[str, Any] = history["last_eval"] or {}
     return {
         "steps": step, "tokens": tokens, "final_loss": totals.last_loss,
         "final_val_loss": ev.get("val_loss", float("nan")), "final_domains": ev.get("domains", {}),
@@ -466,7 +467,7 @@ def _save_final(raw: torch.nn.Module, weights: dict[str, torch.Tensor], out: Pat
     """``save_pretrained`` into ``out/model`` via a temporary folder (atomic)."""
     final = out / "model"
     with atomic_dir(final) as tmp:
-        raw.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+        raw.save_pretrained(tmp, state_dict=weights, safe_serialization=True)  # type: ignore[operator]  # a transformers model
     return final
 
 

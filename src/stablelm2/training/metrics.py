@@ -35,8 +35,11 @@ import json
 import math
 import os
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from .results import EvalRecord, History, Logged, StepRecord
 
 FILE = "metrics.jsonl"
 RECENT = 4096
@@ -65,7 +68,7 @@ class MetricsLog:
         os.truncate(self.path, resume_at)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
-    def write(self, kind: str, record: dict[str, Any]) -> None:
+    def write(self, kind: str, record: Mapping[str, object]) -> None:
         """Append one record and hand it to the operating system (survives a killed process)."""
         self._fh.write(json.dumps({"kind": kind, **record}, allow_nan=True) + "\n")
         self._fh.flush()
@@ -105,30 +108,30 @@ def _records(path: Path) -> Any:
             yield json.loads(line)
 
 
-def read(path: Path | str) -> dict[str, list[dict[str, Any]]]:
+def read(path: Path | str) -> Logged:
     """``{"steps": [...], "evals": [...]}`` from a metrics log (missing file: :class:`FileNotFoundError`)."""
-    out: dict[str, list[dict[str, Any]]] = {"steps": [], "evals": []}
+    out: Logged = {"steps": [], "evals": []}
     for rec in _records(Path(path)):
         kind = rec.pop("kind")
         out["steps" if kind == "step" else "evals"].append(rec)
     return out
 
 
-def tail(path: Path | str, n: int = RECENT) -> dict[str, list[dict[str, Any]]]:
+def tail(path: Path | str, n: int = RECENT) -> Logged:
     """The last ``n`` step records and every eval record, reading the log once with O(n) memory."""
-    steps: deque[dict[str, Any]] = deque(maxlen=n)
-    evals: list[dict[str, Any]] = []
+    steps: deque[StepRecord] = deque(maxlen=n)
+    evals: list[EvalRecord] = []
     for rec in _records(Path(path)):
         kind = rec.pop("kind")
         (steps.append if kind == "step" else evals.append)(rec)
     return {"steps": list(steps), "evals": evals}
 
 
-def load_history(run_dir: Path | str) -> dict[str, Any]:
+def load_history(run_dir: Path | str) -> History:
     """A finished run's ``history.json`` with its ``steps`` and ``evals`` read back from the log."""
     run_dir = Path(run_dir)
     hist = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
-    return {**hist, **read(run_dir / hist.get("metrics_log", FILE))}
+    return cast(History, {**hist, **read(run_dir / hist.get("metrics_log", FILE))})
 
 
 class Totals:
@@ -143,7 +146,7 @@ class Totals:
         self.first_tps = float(s.get("first_tps", math.nan))
         self.last_loss = float(s.get("last_loss", math.nan))
 
-    def add(self, rec: dict[str, Any]) -> None:
+    def add(self, rec: StepRecord) -> None:
         self.steps += 1
         self.lr_sum += rec["lr"]
         self.last_loss = rec["loss"]
@@ -210,12 +213,12 @@ def start_tracking(acc: Any, cfg: Any, *, first_step: int, **extra: Any) -> None
                       config=hparams(cfg, **extra), init_kwargs=init)
 
 
-def step_values(rec: dict[str, Any]) -> dict[str, float]:
+def step_values(rec: StepRecord) -> dict[str, float]:
     """What one optimizer step sends to the tracker."""
     return {"train/loss": rec["loss"], "train/learning_rate": rec["lr"], "train/grad_norm": rec["grad_norm"],
             "train/tokens_per_s": rec["tokens_per_s"], "train/mfu": rec["mfu"], "train/tokens": float(rec["tokens"])}
 
 
-def eval_values(ev: dict[str, Any]) -> dict[str, float]:
+def eval_values(ev: EvalRecord) -> dict[str, float]:
     """What one validation sends to the tracker: the overall held-out loss and one per source."""
     return {"val/loss": ev["val_loss"], **{f"val/loss_{name}": v for name, v in ev["domains"].items()}}
