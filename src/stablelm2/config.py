@@ -954,6 +954,6 @@ def field_docs() -> dict[str, str]:
             for i, stmt in enumerate(body):
                 if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
                     nxt = body[i + 1] if i + 1 < len(body) else None
-                    if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                    if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                         docs[f"{section}.{stmt.target.id}"] = str(nxt.value.value)
     return docs

@@ -88,7 +88,7 @@ def _imports(tree: ast.AST, current: str | None, is_package: bool, pkg_dir: Path
 
 
 def _with_parents(names: Iterable[str]) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for name in names:
         parts = name.split(".")
         out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))

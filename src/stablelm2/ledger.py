@@ -346,7 +346,7 @@ class Ledger:
             oi = None
             said = f"ours {ours!r} {'equals' if match else 'differs from'} the paper's {p.value!r}"
         else:
-            oi = Interval(*ours_interval) if ours_interval is not None else Interval.point(float(ours))
+            oi = Interval(*ours_interval) if ours_interval is not None else Interval.point(float(ours))  # type: ignore[arg-type]  # (lo, hi)
             match = oi.meets(p.interval)
             ours_w = _g(ours, unit or p.unit) + (f" ({_iv(oi)})" if ours_interval else "")
             said = f"ours {ours_w} {'lies in' if match else 'lies outside'} {self._paper_words(p)}"
@@ -429,7 +429,7 @@ class Ledger:
         ok = CONSISTENT if kind == CONSISTENCY else DERIVED
         if (inputs is None) != (formula is None) or (inputs is None) == (ours is None):
             raise LedgerError(f"claim {claim_id!r}: give either `inputs=` with `formula=`, or `ours=`")
-        if inputs is None:
+        if inputs is None or formula is None:  # (both or neither: checked above)
             return self._point(claim_id, what, kind, ok, fact=fact, paper=paper, ours=ours, ours_interval=None,
                                unit=unit, note=note)
         if p.interval is None:
@@ -502,7 +502,7 @@ class Ledger:
         pv = None if fact is None and paper is None else self._paper(claim_id, fact, paper)
         pv = pv or _Paper(None, None, None, "", "")
         hi, lo = (b, a) if expect == "a < b" else (a, b)  # the paper expects mean(hi) > mean(lo)
-        diffs = [x - y for x, y in zip(hi, lo, strict=True)] if paired else None
+        diffs = [x - y for x, y in zip(hi, lo, strict=True)] if paired else []
         effect = (sum(diffs) / len(diffs)) if paired else (sum(hi) / len(hi) - sum(lo) / len(lo))
         n = min(len(a), len(b))
         test = ("one-sided paired t-test (scipy.stats.ttest_rel)" if paired
@@ -527,7 +527,7 @@ class Ledger:
                     f"{names[0]} {_fmt_list(a)}, {names[1]} {_fmt_list(b)}): with no spread across seeds the "
                     f"metric does not depend on the seed, so a t-test cannot decide whether {pretty}")
         else:
-            run = (lambda alt: st.ttest_rel(hi, lo, alternative=alt)) if paired else (
+            run: Callable[[str], Any] = (lambda alt: st.ttest_rel(hi, lo, alternative=alt)) if paired else (
                 lambda alt: st.ttest_ind(hi, lo, equal_var=False, alternative=alt))
             p_yes, p_no = float(run("greater").pvalue), float(run("less").pvalue)
             ci = run("two-sided").confidence_interval(CI_LEVEL)
@@ -563,9 +563,9 @@ class Ledger:
         p = self._paper(claim_id, fact, paper)
         if p.interval is None or not candidates:
             raise LedgerError(f"claim {claim_id!r}: a fit needs a numeric paper value and at least one candidate")
-        target = float(p.value)
+        target, interval = float(p.value), p.interval
         ranked = sorted(candidates.items(),
-                        key=lambda kv: (float(kv[1]) not in p.interval, abs(float(kv[1]) - target)))
+                        key=lambda kv: (float(kv[1]) not in interval, abs(float(kv[1]) - target)))
         (best, bv), runner = ranked[0], (ranked[1] if len(ranked) > 1 else None)
         inside = [k for k, v in ranked if float(v) in p.interval]
         info = {"n_candidates": len(ranked), "chosen": best, "best": _num(float(bv)),

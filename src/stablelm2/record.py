@@ -382,7 +382,8 @@ def read(preset: str, chapter: str, root: Path | None = None) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{path} does not exist; run the chapter first: python -m stablelm2 run {chapter} --preset {preset}"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 def deterministic_part(record: dict[str, Any]) -> dict[str, Any]:
