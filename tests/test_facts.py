@@ -82,3 +82,9 @@ def test_tolerances_are_complete_and_named():
             lo, hi = f.tolerance["interval"]
             assert f.approx and lo <= f.value <= hi and f.tolerance["reason"] and f.tolerance["hedge"], f.id
     assert facts.get("quant.q4_1_gguf_size").value == 1.07 and facts.get("quant.q5_k_m_gguf_size").value == 1.19
+
+
+@pytest.mark.parametrize("text", ["nan", "Infinity", "-inf"])
+def test_printed_interval_refuses_a_number_that_is_not_finite(text):
+    with pytest.raises(ValueError, match="not a finite printed number"):
+        facts.printed_interval(text)

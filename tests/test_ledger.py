@@ -266,3 +266,9 @@ def test_measuring_a_number_facts_md_derived_is_a_consistency_check():
 def test_a_fit_prefers_a_reading_inside_the_interval_to_a_closer_one_outside():
     c = Ledger("08").fit("s", "speed-up reading", fact="quant.speedup", candidates={"over": 2.05, "under": 1.85})
     assert c.status == L.FITTED and c.fit["chosen"] == "under"
+
+
+def test_derive_refuses_an_input_fact_that_is_not_a_number():
+    with pytest.raises(LedgerError, match="input 'energy': fact 'paper.title' is not a number"):
+        Ledger("09").derive("x.e", "e", fact="carbon.emissions_t",
+                            inputs={**EMISSIONS, "energy": "paper.title"}, formula=mul)

@@ -117,6 +117,8 @@ def printed_interval(printed: Any) -> tuple[float, float]:
     except InvalidOperation:
         raise ValueError(f"{printed!r} is not a printed number (digits with an optional k/M/B/G/T/% suffix)") from None
     exp = d.as_tuple().exponent
+    if not isinstance(exp, int):  # 'n' / 'N' / 'F': NaN or infinity
+        raise ValueError(f"{printed!r} is not a finite printed number")
     half = Decimal(5).scaleb(exp - 1)
     lo, hi = (d - half) * Decimal(repr(scale)), (d + half) * Decimal(repr(scale))
     return float(lo), float(hi)

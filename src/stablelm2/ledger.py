@@ -442,6 +442,9 @@ class Ledger:
                     lo_hi = fi.interval()
                 except (ValueError, _facts.UnknownFact) as e:
                     raise LedgerError(f"claim {claim_id!r}: input {name!r}: {e}") from None
+                if lo_hi is None:
+                    raise LedgerError(f"claim {claim_id!r}: input {name!r}: fact {src!r} is not a number "
+                                      f"({fi.value!r}); give a numeric fact or a value")
                 nominal[name], ivs[name] = float(fi.value), Interval(*lo_hi)
                 words[name] = f"{'~' if fi.approx else 'printed '}{_g(fi.value, fi.unit or '')}"
                 units[name] = fi.unit or ""
