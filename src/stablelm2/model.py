@@ -111,7 +111,7 @@ def build(cfg: Config, device: str | torch.device = "cpu", dtype: torch.dtype | 
                     layer.self_attn.o_proj.weight.normal_(0.0, std_out)
                     layer.mlp.down_proj.weight.normal_(0.0, std_out)
     if dtype is not None:
-        model = model.to(dtype=dtype)
+        model = model.to(dtype=dtype)  # type: ignore[call-arg]  # transformers' decorated Module.to
     return isolate_documents(model)
 
 
@@ -331,7 +331,7 @@ def memory_per_gpu(cfg: Config, *, micro_batch: int | None = None, n_gpus: int |
     return out
 
 
-def largest_micro_batch(cfg: Config, *, checkpointing: bool = False, **kw: object) -> int:
+def largest_micro_batch(cfg: Config, *, checkpointing: bool = False, **kw: Any) -> int:
     """Largest micro-batch that fits and divides the per-GPU sequences of one step (0 if none fits)."""
     per_gpu = cfg.train.global_batch_tokens // (cfg.data.seq_len * cfg.train.n_procs)
     best = 0

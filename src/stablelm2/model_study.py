@@ -62,7 +62,8 @@ def _biases(layer: torch.nn.Module) -> str:
 
 def llama_differences(cfg: Config) -> list[dict[str, str]]:
     """The three differences from LLaMA, read off the instantiated modules (both built on ``meta``)."""
-    ours, twin = build(cfg, device="meta"), llama_twin(cfg)
+    ours: Any = build(cfg, device="meta")  # transformers models: attributes the type checker cannot see
+    twin: Any = llama_twin(cfg)
     a, la = ours.model.layers[0], twin.model.layers[0]
     head_dim = cfg.model.d_model // cfg.model.n_heads
     ln = a.input_layernorm
@@ -99,7 +100,7 @@ def rotary_frequencies(cfg: Config) -> dict[str, list[float]]:
     x, pos = torch.zeros(1, 1, head_dim), torch.tensor([[1]])
     out = {}
     for name, rot in (("Stable LM 2", StableLmRotaryEmbedding(hf_config(cfg))),
-                      ("LLaMA", LlamaRotaryEmbedding(llama_twin(cfg).config))):
+                      ("LLaMA", LlamaRotaryEmbedding(llama_twin(cfg).config))):  # type: ignore[arg-type]
         cos, sin = rot(x, pos)
         full = torch.zeros(head_dim)
         angle = torch.atan2(sin[0, 0], cos[0, 0])
@@ -257,7 +258,7 @@ def record_claims(led: Any, size: dict[str, Any]) -> None:
     led.refer("carbon.gpu_hours", "09_carbon", "GPU-hours of two epochs by FLOP convention (with and without "
               "GPT-NeoX's count of the recomputed forward pass)")
     led.refer("carbon.flops_model", "09_carbon", "training FLOPs (6N + 12·L·d·s) × tokens seen")
-    lo, hi = F.get("carbon.gpu_hours").interval()
+    lo, hi = F.get("carbon.gpu_hours").interval()  # type: ignore[misc]  # a printed number: never None
     neox, neox_ck = size["gpu_hours_neox_no_ckpt"], size["gpu_hours_neox_ckpt"]
     hours_say = [name for name, h in (("without checkpointing", neox), ("with checkpointing", neox_ck)) if lo <= h <= hi]
     memory_says = "not needed" if m2["fits"] else "needed"

@@ -50,12 +50,12 @@ def kernel_manager(log: IO[str]) -> type[AsyncKernelManager]:
             kwargs.setdefault("connection_file", os.path.join(self._sockets, "kernel.json"))
             super().__init__(**kwargs)
 
-        async def start_kernel(self, **kw: Any) -> None:
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]  # async in jupyter_client 8
             kw.setdefault("stdout", log)
             kw.setdefault("stderr", log)
             await super().start_kernel(**kw)
 
-        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
             try:
                 await super().shutdown_kernel(now=now, restart=restart)
             finally:

@@ -72,13 +72,13 @@ class Hybrid:
     origin: float
     """Global step at which t = 0."""
 
-    def cosine(self, t: np.ndarray) -> np.ndarray:
+    def cosine(self, t: np.ndarray | np.float64) -> np.ndarray | np.float64:
         return self.low + 0.5 * (self.peak - self.low) * (1.0 + np.cos(2.0 * np.pi * t / self.period))
 
-    def cosine_slope(self, t: np.ndarray) -> np.ndarray:
+    def cosine_slope(self, t: np.ndarray | np.float64) -> np.ndarray | np.float64:
         return -0.5 * (self.peak - self.low) * (2.0 * np.pi / self.period) * np.sin(2.0 * np.pi * t / self.period)
 
-    def rsqrt(self, t: np.ndarray) -> np.ndarray:
+    def rsqrt(self, t: np.ndarray | np.float64) -> np.ndarray | np.float64:
         g = self.alpha / np.sqrt(np.maximum(t + self.beta, 1e-12))
         if self.rsqrt_min == "additive":
             return self.low + g
@@ -86,7 +86,7 @@ class Hybrid:
             return np.maximum(self.low, g)
         return g
 
-    def __call__(self, step: np.ndarray) -> np.ndarray:
+    def __call__(self, step: np.ndarray | np.float64) -> np.ndarray:
         t = np.asarray(step, dtype=np.float64) - self.origin
         return np.where(t < self.t0, self.cosine(t), self.rsqrt(t))
 
@@ -227,7 +227,7 @@ def torch_lrs(cfg: Config, steps: int | None = None) -> list[float]:
     return out
 
 
-def key_steps(cfg: Config) -> list[dict[str, float]]:
+def key_steps(cfg: Config) -> list[dict[str, Any]]:
     """The rate at the steps the exact-value tests pin down (start, warm-up end, switch, cool-down, end)."""
     ms = milestones(cfg)
     points = {"start": 0.0, "half of warm-up": ms["warmup_end"] / 2, "end of warm-up": ms["warmup_end"]}
@@ -397,7 +397,7 @@ def modernbert_at(paper: Config, step: int) -> dict[str, Any]:
     """ModernBERT's reading with the official config's numbers (peak, floor, warm-up, train-iters) at ``step``."""
     s = paper.schedule
     total = int(s.total_steps)
-    kw = {"peak": s.peak_lr, "floor": s.min_lr, "warmup": int(s.warmup_steps), "total": total}
+    kw: dict[str, Any] = {"peak": s.peak_lr, "floor": s.min_lr, "warmup": int(s.warmup_steps), "total": total}
     return {"lr": float(modernbert_lr(step, **kw)), "switch_step": int(s.warmup_steps) + total // 4, **kw}
 
 

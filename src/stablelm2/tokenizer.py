@@ -45,7 +45,7 @@ import importlib.util
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
@@ -119,7 +119,7 @@ def padded_vocab_size(n_vocab: int, multiple: int = 64) -> int:
 # ------------------------------------------------------------------------------ tiktoken
 
 
-NORMALIZATION = "NFC"
+NORMALIZATION: Literal["NFC"] = "NFC"
 """The Unicode normal form the released tokenizer puts text in before encoding (S4)."""
 
 
@@ -170,7 +170,7 @@ def _build(cls: type[tiktoken.Encoding]) -> tiktoken.Encoding:
 def arcade100k() -> Arcade100k:
     """Arcade100k as a tiktoken encoding: n_vocab 100,289, ids identical to the released tokenizer
     (input NFC-normalised first, as the released ``Arcade100kTokenizer`` does)."""
-    return _build(Arcade100k)
+    return _build(Arcade100k)  # type: ignore[return-value]  # _build makes an instance of the class it is given
 
 
 @lru_cache(maxsize=1)
@@ -256,7 +256,7 @@ def _tokenizer_json() -> str:
         pre_tokenizers.Split(Regex(enc._pat_str), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
     ])
-    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)  # type: ignore[call-arg]
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     for s, i in specials.items():
         if tok.token_to_id(s) != i:

@@ -52,7 +52,7 @@ class Arcade100kTokenizerFast(PreTrainedTokenizerFast):
                 tokenize=tokenize, sanitize_control_tokens=sanitize_control_tokens, padding=padding,
                 truncation=truncation, max_length=max_length, return_tensors=return_tensors, return_dict=return_dict,
                 return_assistant_tokens_mask=return_assistant_tokens_mask, tokenizer_kwargs=tokenizer_kwargs, **kwargs)
-        fmt, with_negative = known
+        fmt, with_negative = known  # type: ignore[misc]  # not None when `ours`
         if isinstance(conversation, (list, tuple)) and not conversation:
             raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
         batched = isinstance(conversation[0], (list, tuple))

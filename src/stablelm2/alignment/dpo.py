@@ -83,8 +83,8 @@ def train(recipe: Recipe, init: str | Path, out_dir: Path, *, ref: str | Path | 
         trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=dataset(train_rows),
                              eval_dataset=dataset(held_rows), processing_class=tok)
         # TRL drops a pair whose prompt alone fills max_length (nothing of the reply would be scored): count it
-        truncated = {"train": len(train_rows) - len(trainer.train_dataset),
-                     "held_out": len(held_rows) - len(trainer.eval_dataset)}
+        truncated = {"train": len(train_rows) - len(trainer.train_dataset),  # type: ignore[arg-type]
+                     "held_out": len(held_rows) - len(trainer.eval_dataset)}  # type: ignore[arg-type]
         common.cap_steps(trainer, recipe)
         t1 = time.time()
         trainer.train()

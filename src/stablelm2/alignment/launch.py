@@ -20,6 +20,7 @@ from pathlib import Path
 from ..files import atomic_write_json
 from . import dpo, self_knowledge, sft
 from .recipes import Recipe
+from .results import DPOResult, SelfKnowledgeResult, SFTResult
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     want = "self_knowledge" if a.stage == "sk_data" else a.stage
     if recipe.stage != want:
         p.error(f"--recipe {a.recipe} is the {recipe.stage!r} recipe, not {want!r}")
+    res: SFTResult | DPOResult | SelfKnowledgeResult
     if a.stage == "sft":
         res = sft.train(recipe, a.init, a.out / "model")
     elif a.stage == "dpo":

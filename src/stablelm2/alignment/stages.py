@@ -28,7 +28,7 @@ from ..ledger import Claim, Ledger
 from . import chat, common, dpo, recipes, self_knowledge, sft
 from .recipes import BASE_MODEL_HUB, STAGES, AlignmentError
 from .results import AlignmentMetrics as AlignmentMetrics  # re-exported: the chapter's metrics.json schema
-from .results import RunAll
+from .results import DPOResult, RunAll, SelfKnowledgeResult, SFTResult
 from .results import metrics as metrics  # re-exported: the notebook calls stages.metrics(results)
 
 CHAPTER = chapters.get("06").name
@@ -74,6 +74,7 @@ def ensure(cfg: Config, stage: str, *, base: str | Path | None = None) -> dict[s
         old = json.loads(res_file.read_text(encoding="utf-8"))
         if old.get("key") == key:
             return {**old, "reused": True}
+    res: SFTResult | DPOResult | SelfKnowledgeResult
     if stage == "sft":
         res = sft.train(recipe, init, out / "model")
     elif stage == "dpo":
@@ -81,7 +82,7 @@ def ensure(cfg: Config, stage: str, *, base: str | Path | None = None) -> dict[s
     else:
         data = self_knowledge.make_data(recipe, base, init, out / "sk_data.json")
         res = self_knowledge.train(recipe, init, out / "model", data=data)
-    res.update(key=key, recipe=recipe.to_dict(), init=str(init))
+    res["key"], res["recipe"], res["init"] = key, recipe.to_dict(), str(init)
     atomic_write_json(res_file, res)
     return {**res, "reused": False}
 
@@ -109,7 +110,7 @@ def conditioning_check(tok: Any, n: int = 4) -> dict[str, Any]:
     """Tokenise positive and negative self-knowledge examples and report the header token before the
     first trained token of each (it must be ``assistant`` for positives and the negative token else)."""
     user = [{"role": "user", "content": "Who are you?"}]
-    heads = {"positive": set(), "negative": set()}
+    heads: dict[str, set[int]] = {"positive": set(), "negative": set()}
     neg_elsewhere = 0
     assistant_id = tok.convert_tokens_to_ids(chat.ASSISTANT)  # the word inside the <|assistant|> marker
     for i in range(n):

@@ -118,7 +118,7 @@ def paper_implied_power_w() -> float:
 # ------------------------------------------------------------------------------------ sensitivity
 
 
-def sensitivity(base: Footprint, ranges: dict[str, tuple[float, float]] | None = None) -> list[dict[str, Any]]:
+def sensitivity(base: Footprint, ranges: dict[str, tuple[float, ...]] | None = None) -> list[dict[str, Any]]:
     """Emissions when one input moves over its range and the others stay at ``base`` (a tornado).
 
     ``ranges`` maps ``power_w`` / ``pue`` / ``intensity`` to (low, high); defaults: half the A100's

@@ -64,7 +64,7 @@ class DocumentStream:
         self.epoch, self.index = 0, 0
         self.threshold = cfg.data.val_fraction
         self._selected: set[int] | None = None
-        self._it: Iterator[dict[str, Any]] | None = None
+        self._it: Iterator[tuple[int, str]] | None = None
         self._yielded_this_epoch = 0
         if spec.hub_id is None:
             self._calibrate_local()

@@ -216,7 +216,7 @@ def pypi_descriptions() -> list[dict]:
             lic = next((c.split("::")[-1].strip() for c in msg.get_all("Classifier") or []
                         if c.startswith("License ::")), "")
         if len(body) > 1000 and lic and "proprietary" not in lic.lower():
-            docs.append({"text": _cut(body), "origin": f"PyPI project description of {msg['Name']} "
+            docs.append({"text": _cut(body), "origin": f"PyPI project description of {msg['Name']} "  # type: ignore[arg-type]
                          f"{msg['Version']} (METADATA)", "licence": lic})
     return docs
 
@@ -239,7 +239,7 @@ BUILDERS = {
     "code": python_code,
     "math_en": sympy_docstrings,
     "law_en": common_licenses,
-    **{f"multilingual_{lang}": (lambda lang=lang: multilingual(lang)) for lang in MAN_LANG},
+    **{f"multilingual_{lang}": (lambda lang=lang: multilingual(lang)) for lang in MAN_LANG},  # type: ignore[misc]
 }
 
 

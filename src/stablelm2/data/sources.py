@@ -184,7 +184,8 @@ def read_table1(path: str | Path, *, total_tokens: float | None = None, rel_tol:
             raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
                               f"{','.join(TABLE1_COLUMNS)}")
         raw = list(reader)
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for i, r in enumerate(raw, 2):
         name = (r["source"] or "").strip()
         if name not in PAPER_SOURCES:

@@ -200,7 +200,7 @@ def run(model_dir: str | Path, cfg: Config, *, chat: bool = False, progress: boo
             f"but the model's context is {ctx_len}; lower eval.needle_max_ctx")
     device = cfg.run.device if cfg.run.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), dtype=torch.float32 if device == "cpu" else torch.bfloat16).to(device).eval()
+        str(model_dir), dtype=torch.float32 if device == "cpu" else torch.bfloat16).to(device).eval()  # type: ignore[arg-type]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     answers: dict[int, str] = {}
     bs = cfg.eval.batch_size
@@ -212,7 +212,7 @@ def run(model_dir: str | Path, cfg: Config, *, chat: bool = False, progress: boo
             out = model.generate(**enc, max_new_tokens=cfg.eval.needle_gen_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
         for i, row in zip(batch, out[:, enc["input_ids"].shape[1]:], strict=True):
-            answers[i] = tok.decode(row, skip_special_tokens=True)
+            answers[i] = tok.decode(row, skip_special_tokens=True)  # type: ignore[assignment]  # one row: a str
     rows = []
     for i, t in enumerate(all_trials):
         rows.append({"seed": t.seed, "ctx_tokens": t.ctx_tokens, "depth": t.depth, "requested": t.requested,

@@ -77,7 +77,7 @@ def needle_stages(cfg: Config, models: dict[str, str], out_dir: Path, *, progres
     The base model gets a completion prompt, the aligned one its chat template (as in the paper,
     where the two prompts differed). Trial tables are written under ``out_dir``.
     """
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     for label in ("base", "dpo", "model"):
         if label in models:
             df = needle.run(models[label], cfg, chat=label == "dpo", progress=progress)

@@ -33,6 +33,7 @@ import json
 import random
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -240,7 +241,8 @@ def qa_docs() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     rows = [line.split("\t") for line in (TEXTS_DIR / "qa.txt").read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.startswith("#")]
     seen: set[str] = set()
-    train, test = [], []
+    train: list[dict[str, str]] = []
+    test: list[dict[str, str]] = []
     for lang, q, a in rows:
         (test if lang in seen else train).append({"lang": lang, "question": q, "answer": a})
         seen.add(lang)

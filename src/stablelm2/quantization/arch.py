@@ -44,7 +44,7 @@ def cache_dir(cfg: Config) -> Path:
     from .. import model
 
     versions = {p: md.version(p) for p in ("llama-cpp-python", "openvino", "nncf", "transformers")}
-    ident = {"config": model.hf_config(paper_config(cfg)).to_dict(), "seed": cfg.run.seed, "dtype": "float16",
+    ident: dict[str, Any] = {"config": model.hf_config(paper_config(cfg)).to_dict(), "seed": cfg.run.seed, "dtype": "float16",
              "versions": versions}
     ident["config"].pop("transformers_version", None)
     key = sha256_json(ident)[:12]

@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ class _Cursor:
         raise ValueError(f"key {key} has unknown value type {vtype}")
 
 
-def _scan(path: Path) -> tuple[dict[str, object], list[tuple[str, int, int, int, list[int]]], int]:
+def _scan(path: Path) -> tuple[dict[str, Any], list[tuple[str, int, int, int, list[int]]], int]:
     """Metadata, tensors (name, ggml type, elements, offset, dims) and data start of a GGUF file."""
     from gguf.constants import GGUF_DEFAULT_ALIGNMENT
 
@@ -128,7 +129,7 @@ def _scan(path: Path) -> tuple[dict[str, object], list[tuple[str, int, int, int,
         version, n_tensors, n_kv = cur.take("<I"), cur.take("<Q"), cur.take("<Q")
         if version not in (2, 3):
             raise ValueError(f"unsupported GGUF version {version}")
-        meta: dict[str, object] = {}
+        meta: dict[str, Any] = {}
         for _ in range(n_kv):
             key = cur.string()
             meta[key] = cur.value(cur.take("<I"), key, meta)

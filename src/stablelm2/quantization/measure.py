@@ -55,7 +55,7 @@ class TorchEngine:
         if threads:
             torch.set_num_threads(threads)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()  # type: ignore[arg-type]
         self._past = None
 
     def _run(self, ids: list[int], past) -> np.ndarray:

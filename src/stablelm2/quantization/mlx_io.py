@@ -18,6 +18,7 @@ import contextlib
 import io
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +77,8 @@ class MLXEngine:
 
         self._mx = mx
         self._make_cache = make_prompt_cache
-        self.model, self.tokenizer = load(str(path))
-        self._cache = None
+        self.model, self.tokenizer = load(str(path))  # type: ignore[misc]  # (model, tokenizer) without return_config
+        self._cache: Any = None
 
     def _forward(self, ids: list[int], cache) -> np.ndarray:
         mx = self._mx

@@ -48,8 +48,8 @@ def _kv_module(model: Any):
             cache = DynamicCache(config=self.model.config)
             for i in range(n_layers):  # set the layers directly: DynamicLayer.update would trace a rank-1 cat
                 layer = cache.layers[i]
-                layer.keys, layer.values = past[2 * i].to(dtype), past[2 * i + 1].to(dtype)
-                layer.is_initialized, layer.device = True, past[2 * i].device
+                layer.keys, layer.values = past[2 * i].to(dtype), past[2 * i + 1].to(dtype)  # type: ignore[union-attr]
+                layer.is_initialized, layer.device = True, past[2 * i].device  # type: ignore[union-attr]
             key_pos = torch.cumsum(attention_mask, -1) - 1
             mask = (key_pos[:, None, None, :] <= position_ids[:, None, :, None]) & (attention_mask[:, None, None, :] > 0)
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,

@@ -27,15 +27,16 @@ class QualityRow(TypedDict):
     """Mean KL(fp32 ‖ format) per token, in nats."""
     top1_agree: float
     """Share of tokens whose most likely next token matches the reference's, 0–1."""
-    tokens: int
+    tokens: float
+    """Tokens scored (a count)."""
     bytes_on_disk: int
 
 
 class TokenizerParity(TypedDict):
     """llama.cpp's tokenizer reading the GGUF against Arcade100k on the sample documents (Sec. 6)."""
 
-    pre_tokenizer: str
-    gguf_vocab: int
+    pre_tokenizer: str | None
+    gguf_vocab: int | None
     documents: int
     tokens: int
     documents_encoded_identically: int

@@ -31,6 +31,7 @@ from typing import Any
 from .. import chapters
 from ..config import Config, ConfigError
 from ..files import atomic_dir, atomic_write_json
+from .results import History
 
 CHAPTER = chapters.get("05").name
 
@@ -79,7 +80,7 @@ def pretrained(cfg: Config, *, progress: bool = True) -> Path:
     return out
 
 
-def train_main(cfg: Config, *, progress: bool = True, out: Path | None = None) -> dict[str, Any]:
+def train_main(cfg: Config, *, progress: bool = True, out: Path | None = None) -> History:
     """The chapter's main run of ``cfg`` (read back when finished, resumed when interrupted) in ``out``
     (default :func:`run_dir`)."""
     from . import engine, launch, metrics
@@ -133,7 +134,7 @@ def main_run(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
             "message": f"Trained the paper's configuration on {gpus} GPU(s): {h['summary']['steps']} steps."}
 
 
-def claims(ledger: Any, history: dict[str, Any]) -> list[Any]:
+def claims(ledger: Any, history: History) -> list[Any]:
     """What a small run can say about the paper's throughput numbers: reported only, with ours beside them."""
     from .. import facts as F
 

@@ -67,6 +67,7 @@ from ..ledger import Claim, Ledger
 from . import checkpoint as ckpt
 from . import engine
 from . import layout as layout_lib
+from .results import History
 
 SCHEDULES = ("cosine", "rsqrt", "hybrid", "hybrid2")
 LABELS = {"cosine": "cosine", "rsqrt": "rsqrt (Eq. 2)", "hybrid": "hyb (Eq. 1)", "hybrid2": "hyb2"}
@@ -338,7 +339,7 @@ class UntilLoss:
     def __init__(self, target: float, window: int):
         self.target, self.window = target, window
 
-    def __call__(self, history: dict[str, Any]) -> bool:
+    def __call__(self, history: History) -> bool:
         return smoothed_loss(history, self.window) <= self.target
 
     def __repr__(self) -> str:
@@ -373,7 +374,7 @@ def _worker_init() -> None:
 _POOLS: dict[int, Any] = {}
 
 
-def run_many(cfg: Config, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_many(cfg: Config, jobs: list[dict[str, Any]]) -> list[History]:
     """:func:`run` for every job (its keyword arguments), in order.
 
     With ``train.n_procs`` > 1 the jobs go to that many worker processes of one thread each (kept
@@ -399,11 +400,11 @@ def run_many(cfg: Config, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(pool.map(_run_job, jobs))
 
 
-def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+def _run_job(job: dict[str, Any]) -> History:
     return run(**job)
 
 
-def _curve(h: dict[str, Any]) -> dict[str, list[float]]:
+def _curve(h: History) -> dict[str, list[float]]:
     return {"step": [r["step"] for r in h["steps"]], "loss": [r["loss"] for r in h["steps"]],
             "lr": [r["lr"] for r in h["steps"]], "tokens": [r["tokens"] for r in h["steps"]]}
 
@@ -528,7 +529,7 @@ def batch_multiples() -> list[int]:
     return [int(round(b / base)) for b in F.value("appendix.batch_sizes")]
 
 
-def smoothed_loss(h: dict[str, Any], window_tokens: int) -> float:
+def smoothed_loss(h: History, window_tokens: int) -> float:
     """Mean training loss over the last steps that together hold ``window_tokens`` tokens."""
     steps = h["steps"]
     per = h["layout"]["global_batch_tokens"]

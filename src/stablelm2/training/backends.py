@@ -38,7 +38,8 @@ from .head_loss import LossModule
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups as GPT-NeoX builds them: decay on weight matrices and embeddings, none on biases and norms."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -74,10 +75,10 @@ class TorchZero:
         self.raw = model.to(accelerator.device)
         groups = param_groups(self.raw, t.weight_decay)
         # fused AdamW: one pass over each tensor (≈6× faster than foreach on CPU), bit-deterministic
-        kw = dict(lr=cfg.schedule.peak_lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=True)
+        kw: dict[str, Any] = dict(lr=cfg.schedule.peak_lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=True)
         self.zero = accelerator.num_processes > 1 and t.zero_stage >= 1
         if self.zero:
-            self.optimizer = ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **kw)
+            self.optimizer: Any = ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **kw)
         else:
             self.optimizer = torch.optim.AdamW(groups, **kw)
         self.model = accelerator.prepare_model(LossModule(self.raw))  # forward → (loss sum, targets)

@@ -295,7 +295,7 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state().tolist(),
         "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
         "python": [py[0], list(py[1]), py[2]],
-        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],  # type: ignore[attr-defined]
     }
 
 

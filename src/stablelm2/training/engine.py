@@ -325,7 +325,7 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
         out.mkdir(parents=True, exist_ok=True)
         log = metrics_lib.MetricsLog(log_path, resume_at=log_bytes)
         if log_bytes is not None:
-            history.update(metrics_lib.tail(log_path))
+            history.update(metrics_lib.tail(log_path))  # type: ignore[typeddict-item]  # steps and evals
         atomic_write_json(out / "run_config.json", {"config": cfg.to_dict(), "world_size": world,
                                                     "backend": backend_name, "weights": weights,
                                                     "layout": lay.to_dict()})

@@ -10,13 +10,14 @@ matplotlib figure (the notebook saves it with ``run.savefig``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _smooth(y: list[float], k: int) -> np.ndarray:
+def _smooth(y: list[float] | np.ndarray, k: int) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     if k <= 1 or len(y) < k:
         return y
@@ -25,7 +26,7 @@ def _smooth(y: list[float], k: int) -> np.ndarray:
     return np.concatenate([head, (c[k:] - c[:-k]) / k])
 
 
-def plot_curves(history: dict[str, Any], title: str) -> plt.Figure:
+def plot_curves(history: Mapping[str, Any], title: str) -> plt.Figure:
     """Training loss (per step and smoothed), validation loss, and the learning rate of one run."""
     st, ev = history["steps"], history["evals"]
     tok = [r["tokens"] for r in st]

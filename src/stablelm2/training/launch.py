@@ -45,6 +45,7 @@ from ..config import Config
 from ..files import atomic_write_json, atomic_write_text
 from . import layout as layout_lib
 from .backends import deepspeed_config
+from .results import History
 
 ENGINE_MODULE = "stablelm2.training.engine"
 FILES = {"deepspeed": "deepspeed_zero1.json", "accelerate": "accelerate_multinode.yaml",
@@ -115,7 +116,7 @@ def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
 
 def spawn(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, float] | None = None,
           resume: bool = True, progress: bool = True,
-          echo: bool = True) -> dict[str, Any]:
+          echo: bool = True) -> History:
     """Run the engine on ``nproc`` local processes to the end; return its history (:func:`.metrics.load_history`)."""
     proc = start(cfg, out_dir, nproc, weights=weights, resume=resume, progress=progress)
     tail: list[str] = []

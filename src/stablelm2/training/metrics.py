@@ -182,7 +182,7 @@ def check_tracker(cfg: Any) -> str | None:
 
     from ..config import ConfigError
 
-    name = cfg.train.trackers
+    name: str = cfg.train.trackers
     if name == "none":
         return None
     if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
