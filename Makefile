@@ -34,11 +34,12 @@ report: $(STAMP)
 	$(PY) -m stablelm2 report --preset $(PRESET) $(if $(filter cpu,$(PRESET)),--figures figures) \
 	  && $(PY) ci/check_pages.py build/report && exit $$status
 
-## make test: lint, notebook hygiene, the test suite (smoke preset), report in headless Chromium
+## make test: lint, type check, notebook hygiene, the test suite (smoke preset), report in headless Chromium
 test: $(STAMP) chromium
 	$(PY) ci/lock.py check
 	$(PY) -m pip check
 	$(PY) -m ruff check src tests ci
+	$(PY) -m mypy  # src/stablelm2, configured in pyproject.toml [tool.mypy]
 	$(PY) ci/check_notebooks.py
 	$(PY) -m pytest -q
 
