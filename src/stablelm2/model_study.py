@@ -159,7 +159,7 @@ def measure_small(cfg: Config, presets: tuple[str, ...] | None = None,
     repeats = repeats or (1 if smoke else 3)
     rows = []
     for name in presets:
-        small = config.load(name, **{"run.seed": cfg.run.seed, "run.threads": cfg.run.threads})
+        small = config.load(name, overrides={"run.seed": cfg.run.seed, "run.threads": cfg.run.threads})
         rows.append({"preset": name, "params": param_counts(small)["total"],
                      **measure_fwd_bwd(small, repeats=repeats)})
     return rows

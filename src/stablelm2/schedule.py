@@ -42,7 +42,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -249,8 +249,9 @@ def readings_at(cfg: Config, step: int, horizons: dict[str, int]) -> list[dict[s
     half-cosine over T) and how η_min enters the rsqrt branch.
     """
     rows = []
-    grid = itertools.product(horizons.items(), (False, True), ("zero", "warmup_end"), (1.0, 2.0),
-                             ("additive", "none", "clip"))
+    origins: tuple[Literal["zero", "warmup_end"], ...] = ("zero", "warmup_end")
+    floors: tuple[Literal["additive", "none", "clip"], ...] = ("additive", "none", "clip")
+    grid = itertools.product(horizons.items(), (False, True), origins, (1.0, 2.0), floors)
     for (name, T), excl, origin, period, rmin in grid:
         s = dataclasses.replace(cfg.schedule, kind="hybrid", total_steps=int(T), horizon_excludes_warmup=excl,
                                 t_origin=origin, cosine_period=period, rsqrt_min=rmin)

@@ -137,7 +137,7 @@ def build(cfg: Config, stage: str) -> Recipe:
                 "lr_scheduler_type": facts.value("sft.lr_schedule"), "warmup_steps": a.sft_warmup_frac,
                 "packing": True, "packing_strategy": "bfd_split", "max_length": cfg.data.seq_len,
                 "assistant_only_loss": True}
-        data = {"mode": mode, "max_turns": a.sft_max_turns, "turn_unit": a.sft_turn,
+        data: dict[str, Any] = {"mode": mode, "max_turns": a.sft_max_turns, "turn_unit": a.sft_turn,
                 "max_samples": a.sft_max_samples}
         prov = {"num_train_epochs": _cite("sft.epochs"), "lr_scheduler_type": _cite("sft.lr_schedule"),
                 "global batch": _cite("sft.global_batch_seqs"), "max_length": _cite("sft.packing_max_tokens"),

@@ -21,8 +21,8 @@ def _rows(repeats: int) -> tuple[dict[str, dict[str, Any]], float, Any]:
     from .. import config, hardware
     from ..quantization import arch
 
-    cfg = config.load("cpu", **{"quant.speed_repeats": repeats,
-                                "quant.arch_formats": "F16,Q4_0,OV_FP16,OV_INT4"})
+    cfg = config.load("cpu", overrides={"quant.speed_repeats": repeats,
+                                        "quant.arch_formats": "F16,Q4_0,OV_FP16,OV_INT4"})
     paths = arch.formats(cfg, progress=False)
     bandwidth = hardware.memory_bandwidth(cfg.quant.threads)
     rows = arch.speed(cfg, paths, bandwidth=bandwidth, progress=False)

@@ -54,10 +54,11 @@ def precision() -> str:
 def _cfg():
     from .. import config
 
-    return config.load("cpu", **{"train.steps": STEPS, "train.n_procs": 1, "train.eval_every": 0,
-                                 "train.checkpoint_every": 0, "schedule.warmup_steps": 2, "schedule.total_steps": 9,
-                                 "schedule.cooldown_steps": 2, "data.val_batches": 1, "carbon.meter": False,
-                                 "train.precision": precision()})
+    return config.load("cpu", overrides={"train.steps": STEPS, "train.n_procs": 1, "train.eval_every": 0,
+                                         "train.checkpoint_every": 0, "schedule.warmup_steps": 2,
+                                         "schedule.total_steps": 9, "schedule.cooldown_steps": 2,
+                                         "data.val_batches": 1, "carbon.meter": False,
+                                         "train.precision": precision()})
 
 
 def engine_step_times(cfg: Any, out: Path) -> list[float]:

@@ -73,7 +73,7 @@ def checkpoint(cfg: Config, *, progress: bool = True) -> Path:
 
 def formats(cfg: Config, *, progress: bool = True) -> dict[str, Path]:
     """Every format of ``cfg.quant.arch_formats`` of the random paper-size model (built once, cached)."""
-    names = list(cfg.quant.arch_formats)
+    names: list[str] = list(cfg.quant.arch_formats)
     check(names)
     ckpt = checkpoint(cfg, progress=progress)
     return qbuild.build_formats(ckpt, cache_dir(cfg) / "formats", names, threads=cfg.quant.threads,
