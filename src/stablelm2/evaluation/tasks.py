@@ -455,7 +455,7 @@ class Prepared:
         return self.longest[key]
 
 
-def prepare(tasks: list[str | TaskSpec], cfg: Config) -> Prepared:
+def prepare(tasks: Sequence[str | TaskSpec], cfg: Config) -> Prepared:
     """Resolve ``tasks``, write the offline ones, index them and check their requests (no model needed).
 
     :class:`EvalError` for an unknown task or requests that break the boundary convention. Pass the
@@ -475,7 +475,7 @@ def prepare(tasks: list[str | TaskSpec], cfg: Config) -> Prepared:
     return Prepared(specs, tm, requests, limit, cfg.run.seed, {})
 
 
-def evaluate(model_dir: str | Path, tasks: list[str | TaskSpec], cfg: Config, *,
+def evaluate(model_dir: str | Path, tasks: Sequence[str | TaskSpec], cfg: Config, *,
              out: Path | None = None, prepared: Prepared | None = None) -> TaskResults:
     """Run ``lm_eval.simple_evaluate`` with ``HFLM`` on a model directory (or Hub id at ``paper``).
 

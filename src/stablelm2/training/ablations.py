@@ -51,7 +51,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -307,7 +307,7 @@ def _shortlist_loader(ref: Reference, where: Path, cfg: Config, rank: int, world
 
 def run(c: Config, out: Path, *, ref: Reference | None = None, weights: dict[str, float] | None = None,
         stop: Any = None, tag: str | None = None, val_seqs: int | None = None,
-        progress: bool = False) -> dict[str, Any]:
+        progress: bool = False) -> History:
     """Train ``c`` on one process into ``out`` unless a finished run with the same identity is there.
 
     Validation (every ``train.eval_every`` steps and at the end) is on :func:`validation_subset`
@@ -409,13 +409,13 @@ def _curve(h: History) -> dict[str, list[float]]:
             "lr": [r["lr"] for r in h["steps"]], "tokens": [r["tokens"] for r in h["steps"]]}
 
 
-def _bpb_curve(h: dict[str, Any], stats: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+def _bpb_curve(h: History, stats: dict[str, dict[str, float]]) -> dict[str, list[float]]:
     ev = [e for e in h["evals"] if e.get("domains")]
     return {"step": [e["step"] for e in ev], "tokens": [e["tokens"] for e in ev],
             "bpb": [bits_per_byte(e["domains"], stats) for e in ev]}
 
 
-def _final_bpb(h: dict[str, Any], stats: dict[str, dict[str, float]], names: list[str] | None = None) -> float:
+def _final_bpb(h: History, stats: dict[str, dict[str, float]], names: list[str] | None = None) -> float:
     return bits_per_byte(h["summary"]["final_domains"], stats, names)
 
 
@@ -428,13 +428,13 @@ def _setup(cfg: Config) -> tuple[Reference, dict[str, dict[str, float]], list[in
     return ref, held_out_stats(proxy_config(cfg), ref), seeds(cfg)
 
 
-def _by_arm(arms: list[str], seeds_: list[int], hists: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _by_arm(arms: Sequence[Any], seeds_: list[int], hists: list[History]) -> dict[Any, list[History]]:
     """Histories of ``arms × seeds`` jobs (arm-major order) grouped per arm, in seed order."""
     n = len(seeds_)
     return {a: hists[i * n:(i + 1) * n] for i, a in enumerate(arms)}
 
 
-def _common(hs: list[dict[str, Any]], stats: dict[str, dict[str, float]], seeds_: list[int]) -> dict[str, Any]:
+def _common(hs: list[History], stats: dict[str, dict[str, float]], seeds_: list[int]) -> dict[str, Any]:
     """Per-arm fields every study reports: seeds, final held-out bpb per seed and mean, curves, the unigram floor."""
     final = [_final_bpb(h, stats) for h in hs]
     return {"seeds": list(seeds_), "final_val_bpb_by_seed": final, "final_val_bpb": _mean(final),
@@ -556,7 +556,7 @@ def batch_study(cfg: Config, root: Path, multiples: list[int] | None = None, pro
             until = UntilLoss(target, window)
             jobs.append(dict(c=proxy_config(cfg, batch_tokens=m * b0, kind="rsqrt", cooldown=False, seed=s),
                              out=Path(root) / "appD" / f"x{m}", ref=ref, stop=until, tag=repr(until), progress=progress))
-    grouped = {1: bases, **_by_arm(larger, sd, run_many(cfg, jobs))}  # type: ignore[dict-item]
+    grouped: dict[int, list[History]] = {1: bases, **_by_arm(larger, sd, run_many(cfg, jobs))}
     rows = []
     for m in [1, *larger]:
         hs = grouped[m]
