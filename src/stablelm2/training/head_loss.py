@@ -25,6 +25,8 @@ dtype and the log-sum-exp and softmax in fp32 (the paper's "cross-entropy in fp3
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 IGNORE = -100
@@ -140,7 +142,8 @@ class LossModule(torch.nn.Module):
         self.fused = (FUSED if fused is None else fused) and hasattr(lm, "model") and \
             isinstance(head, torch.nn.Linear) and head.bias is None
         if self.fused:
-            self.model, self.lm_head = lm.model, head
+            self.model: Any = lm.model  # the transformers body (returns ``last_hidden_state``)
+            self.lm_head: torch.nn.Linear = head  # type: ignore[assignment]  # isinstance-checked just above
         else:
             self.lm = lm
 
