@@ -155,6 +155,19 @@ def test_a_significant_effect_over_seeds_is_reproduced_at_reduced_scale_with_its
     assert opposite.status == L.CONFLICT
 
 
+
+def test_a_reason_the_runs_cannot_decide_keeps_a_significant_test_inconclusive():
+    a, b = [4.0, 4.1, 3.9, 4.05], [4.4, 4.45, 4.3, 4.5]
+    why = "the baseline never left the unigram plateau"
+    c = Ledger("05").finding("y", "a < b", a=a, b=b, expect="a < b", cannot_decide=why)
+    assert c.status == L.INCONCLUSIVE and c.stats["p_value"] < 0.01 and c.stats["ci"][0] > 0
+    assert "not counted (agreement)" in c.evidence and why in c.evidence and c.stats["cannot_decide"] == why
+    opposite = Ledger("05").finding("z", "a > b", a=a, b=b, expect="a > b", cannot_decide=why)
+    assert opposite.status == L.INCONCLUSIVE and "not counted (a conflict)" in opposite.evidence
+    plain = Ledger("05").finding("w", "a < b", a=a, b=b, expect="a < b", cannot_decide="")
+    assert plain.status == L.REDUCED
+
+
 # ------------------------------------------------------------------ recording rules
 
 

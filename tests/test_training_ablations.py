@@ -162,7 +162,7 @@ def test_schedule_findings_decide_over_seeds_and_say_where_the_runs_sit():
     assert "nor a difference smaller than the seed-to-seed spread" in scope[1]["cannot"]
 
 
-def _rows_d(its, reached=None):
+def _rows_d(its, reached=None, base_bpb=2.9):
     rows = []
     for m, per in zip((1, 2, 4), its, strict=True):
         rows.append({"multiple": m, "batch_tokens": 256 * m, "reached": all(reached or [True]),
@@ -170,8 +170,10 @@ def _rows_d(its, reached=None):
                      "iterations_by_seed": per, "iterations": sum(per) / len(per), "seeds": list(range(len(per))),
                      "tokens_by_seed": [256 * m * x for x in per], "tokens": 256 * m * sum(per) / len(per),
                      "loss": 3.0, "curve": {"step": [1], "loss": [3.0], "lr": [1e-3], "tokens": [1]},
-                     "final_val_bpb_by_seed": [2.9] * len(per), "final_val_bpb": 2.9, "unigram_bpb": 3.0})
+                     "final_val_bpb_by_seed": [base_bpb if m == 1 else 2.9] * len(per), "unigram_bpb": 3.0,
+                     "below_unigram_by_seed": [(base_bpb if m == 1 else 2.9) < 3.0] * len(per)})
     for r in rows:
+        r["final_val_bpb"] = sum(r["final_val_bpb_by_seed"]) / len(r["final_val_bpb_by_seed"])
         r["iteration_speedup"], r["token_cost"] = rows[0]["iterations"] / r["iterations"], r["tokens"] / rows[0]["tokens"]
     return rows
 
@@ -185,6 +187,18 @@ def test_batch_findings_decide_over_seeds_and_count_a_miss_as_a_lower_bound():
                                                           reached=[True, False, True]))[0]
     assert missed.stats["4x"] == [9, 12, 10] and "in 1 of 3 seeds the 4× batch did not reach" in missed.evidence
     figures.plot_batches(_rows_d([[20, 22, 21], [12, 13, 12], [9, 11, 10]]))
+
+
+def test_batch_findings_cannot_decide_while_the_baseline_is_on_the_unigram_plateau():
+    its = [[20, 22, 21], [12, 13, 12], [9, 10, 10]]
+    left = ablations.batch_claims(Ledger("05"), _rows_d(its))
+    assert [c.status for c in left[:2]] == [REDUCED, REDUCED]  # 4x: fewer iterations, 1.8x the tokens
+    plateau = ablations.batch_claims(Ledger("05"), _rows_d(its, base_bpb=3.01))
+    fewer, tokens = plateau[:2]
+    assert fewer.status == INCONCLUSIVE and tokens.status == INCONCLUSIVE
+    assert fewer.stats["p_value"] == left[0].stats["p_value"]  # the test is still shown, only not counted
+    assert "in 0 of 3 seeds" in fewer.evidence and "not counted (agreement)" in fewer.evidence
+    assert ablations.baseline_plateau_reason(_rows_d(its)[0]) == ""
 
 
 def _mix(name, en, code, ne, share):

@@ -476,7 +476,7 @@ class Ledger:
     def finding(self, claim_id: str, what: str, *, a: Sequence[float], b: Sequence[float], expect: str,
                 names: tuple[str, str] = ("a", "b"), seeds: Sequence[int] | None = None,
                 metric: str = "value", fact: str | None = None, paper: Any = None, paired: bool = True,
-                alpha: float = ALPHA, note: str = "") -> Claim:
+                alpha: float = ALPHA, note: str = "", cannot_decide: str = "") -> Claim:
         """A finding of our own runs, decided by a one-sided test over seeds (kind ``measurement``).
 
         ``a``, ``b``: the metric per seed for the two arms (same seeds, same order when ``paired``).
@@ -487,7 +487,11 @@ class Ledger:
         * ``reproduced at reduced scale`` — at least :data:`MIN_SEEDS` seeds and p < ``alpha``;
         * ``conflict`` — the opposite direction is significant at ``alpha``;
         * ``inconclusive at this scale`` — fewer seeds, a tie, no spread across seeds (a metric the seed
-          does not move is not tested), or no significant difference.
+          does not move is not tested), or no significant difference;
+        * ``cannot_decide``: a reason, computed by the caller from its runs, why this comparison cannot stand for
+          the paper's finding at this scale (e.g. the baseline whose loss is the target never left the unigram
+          plateau). When given, the status is ``inconclusive at this scale`` whatever the test says; the effect,
+          CI and p-value are still computed and shown beside the reason.
 
         Raises:
             LedgerError: ``expect`` is neither direction, an arm is empty or the paired arms differ in
@@ -546,6 +550,13 @@ class Ledger:
                                      f"whether {pretty}"}[status]
             said = (f"{n} seeds, effect {_g(effect)} ({CI_LEVEL:.0%} CI [{_g(ci.low)}, {_g(ci.high)}]; positive "
                     f"agrees with the paper), {test} p = {p_yes:.3g}: {verdict}")
+        if cannot_decide:
+            stats["cannot_decide"] = cannot_decide
+            if status != INCONCLUSIVE:
+                said += f"; not counted ({'agreement' if status == REDUCED else 'a conflict'}): {cannot_decide}"
+                status = INCONCLUSIVE
+            else:
+                said += f"; {cannot_decide}"
         return self.record(Claim(id=claim_id, chapter=self.chapter, what=what, kind=MEASUREMENT, status=status,
                                  paper=pv.value, ours=_num(effect), fact=fact, source=pv.source, unit=pv.unit,
                                  evidence=said + (f"; {note}" if note else ""), stats=stats,

@@ -494,6 +494,25 @@ def plateau_sentence(rows: list[dict[str, Any]]) -> str:
                    "this comparison cannot speak for models that use context")
 
 
+def baseline_plateau_reason(base: dict[str, Any]) -> str:
+    """Why App. D's comparison cannot decide, or ``""``: the target of every larger batch is the same seed's baseline
+    loss, so the baseline must end below the unigram model's bits per byte in every seed. A target still on the
+    unigram plateau is reached by any run that has learned token frequencies, whatever its batch — the iterations
+    and tokens to reach it then measure noise on the plateau, not the batch-size effect of App. D."""
+    below = base.get("below_unigram_by_seed") or []
+    if below and all(below):
+        return ""
+    vals = per_seed(base, "final_val_bpb")
+    return (f"the baseline (the target every larger batch must reach) ends below the unigram model's "
+            f"{base['unigram_bpb']:.3f} bits per byte in {sum(bool(x) for x in below)} of {len(vals)} seeds "
+            f"(final {_fmt_bpb(vals)}), so its loss is a point on the unigram plateau that any run learning token "
+            "frequencies reaches: iterations and tokens to it do not measure App. D's batch-size effect")
+
+
+def _fmt_bpb(vals: list[float]) -> str:
+    return ", ".join(f"{v:.3f}" for v in vals)
+
+
 def schedule_claims(ledger: Ledger, rows: list[dict]) -> list[Claim]:
     """App. B's findings, each decided by a one-sided paired test over seeds (``ledger.Ledger.finding``)
     of the final held-out bits per byte (fewer than 3 seeds: *inconclusive at this scale*)."""
@@ -590,6 +609,7 @@ def batch_claims(ledger: Ledger, rows: list[dict]) -> list[Claim]:
     note = (f"{top['iteration_speedup']:.2f}× fewer iterations, {top['token_cost']:.2f}× the tokens"
             + (f"; in {missed} of {len(ok)} seeds the {top['multiple']}× batch did not reach the baseline's loss within "
                f"its {max(its):.0f} steps" if missed else ""))
+    why = baseline_plateau_reason(base)
     return [
         ledger.finding("pretraining.appD_fewer_iterations_more_tokens",
                        f"App. D at reduced scale: the {top['multiple']}× batch reaches the baseline's loss in fewer "
@@ -597,7 +617,13 @@ def batch_claims(ledger: Ledger, rows: list[dict]) -> list[Claim]:
                        a=[x if r else x + 1 for x, r in zip(its, ok, strict=True)],
                        b=per_seed(base, "iterations"), expect="a < b", names=(f"{top['multiple']}x", "1x"),
                        seeds=_seeds(top), metric="iterations to the baseline's loss",
-                       note=note + "; " + plateau_sentence(rows)),
+                       note=note + "; " + plateau_sentence(rows), cannot_decide=why),
+        ledger.finding("pretraining.appD_more_tokens",
+                       f"App. D at reduced scale: the {top['multiple']}× batch spends more tokens than the baseline "
+                       "to reach its loss (the second half of appendix.batch_method)",
+                       a=per_seed(top, "tokens"), b=per_seed(base, "tokens"), expect="a > b",
+                       names=(f"{top['multiple']}x", "1x"), seeds=_seeds(top),
+                       metric="tokens to the baseline's loss", note=plateau_sentence(rows), cannot_decide=why),
         ledger.report_only("pretraining.appD_speedup_16m", "App. D: iteration speed-up of the 16M batch over 4M",
                            fact="appendix.iteration_speedup_16m",
                            why=f"the paper's 1B-model runs; ours at small scale: {top['iteration_speedup']:.2f}×"),
@@ -733,7 +759,8 @@ def scope(cfg: Config, claims: list[Claim], studies: dict[str, list[dict[str, An
                   f"~{n_paper / 1e9:g}B-parameter models ({tok_paper / max(p['tokens'], 1):.1e}× more), "
                   f"{p['output_classes']:,} output classes against Arcade100k's 100k"
                   + ("" if s.get("p_value") is not None and s["p_value"] < s["alpha"] else
-                     "; nor a difference smaller than the seed-to-seed spread here"))
+                     "; nor a difference smaller than the seed-to-seed spread here")
+                  + (f"; nor this comparison at all: {s['cannot_decide']}" if s.get("cannot_decide") else ""))
         out.append({"finding": c.id, "status": c.status, "can": can, "cannot": cannot})
     return out
 
