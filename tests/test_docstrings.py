@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SPINE = ("record", "files", "hardware", "facts", "ledger", "fingerprint", "shown", "grid")
+SPINE = ("record", "files", "hardware", "facts", "ledger", "fingerprint", "shown", "grid", "chapters")
 PKG = Path(__file__).resolve().parents[1] / "src" / "stablelm2"
 
 

@@ -28,7 +28,6 @@ the model's context *before* any model is loaded.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import random
 import re
@@ -42,7 +41,7 @@ import yaml
 
 from .. import facts as F
 from ..config import Config
-from ..files import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from ..files import atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
 from .results import TaskResults, TaskSummaryRow
 
 TEXTS_DIR = Path(__file__).with_name("data") / "texts"
@@ -449,7 +448,7 @@ class Prepared:
         if not local:
             return {}
         file = Path(model_dir) / "tokenizer.json"
-        key = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else str(model_dir)
+        key = sha256_file(file) if file.is_file() else str(model_dir)
         if key not in self.longest:
             self.longest[key] = longest_request(self.tm, local, tok, self.limit, self.seed, self.requests)
         return self.longest[key]
