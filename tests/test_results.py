@@ -1,9 +1,10 @@
-"""The chapters' metrics.json numbers built by the library (chapters 06 and 08), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 05, 06 and 08), from typed results."""
 
 from __future__ import annotations
 
 from stablelm2.alignment import results as align
 from stablelm2.quantization import results as quant
+from stablelm2.training import results as train
 
 
 def _quality_row(fmt: str, ppl: float, kl: float) -> quant.QualityRow:
@@ -46,3 +47,39 @@ def test_alignment_metrics_count_malformed_rows_as_neither_kept_nor_over_the_tur
     assert (m["dpo_tied"], m["dpo_duplicated"], m["dpo_low_chosen"]) == (3, 4, 5)
     assert m["dpo_train_accuracy"] == 0.6667 and m["dpo_train_margin"] == 0.01235
     assert (m["sk_before"], m["sk_after"], m["sk_steps"]) == (0.25, 0.75, 3)
+
+
+def test_pretraining_metrics_hold_only_the_parts_given_with_the_notebooks_rounding():
+    import pandas as pd
+
+    assert train.metrics() == {}
+    plan = {"steps": 10, "tokens": 40, "gpu_hours": 1.5, "wall_days": 0.1, "cost_usd": 2.0, "energy_mwh": 0.3,
+            "emissions_t": 0.01, "cooldown_tokens": 8, "not_logged": 1}
+    m = train.metrics(plan=plan, preflight=[{"item": "gpus", "ok": False, "detail": "none"}])
+    assert m == {"plan": {k: v for k, v in plan.items() if k != "not_logged"}, "preflight": {"gpus": False}}
+    summary: train.Summary = {"steps": 2, "tokens": 1024, "final_loss": 3.1234567, "final_val_loss": 3.3333349,
+                              "final_domains": {}, "mean_lr": 1e-3, "tokens_per_s": 1.0, "mfu": 0.1, "wall_s": 1.0}
+    step: train.StepRecord = {"step": 1, "loss": 4.0000051, "lr": 1e-3, "grad_norm": 1.0, "tokens": 512,
+                              "step_s": 1.0, "tokens_per_s": 512.0, "mfu": 0.1, "t_end": 1.0}
+    history: train.History = {"fingerprint": "f", "identity": {}, "layout": {}, "world_size": 1, "backend": "gloo",
+                              "device": "cpu", "weights": None, "metrics_log": "m", "steps": [step], "evals": [],
+                              "last_eval": None, "summary": summary}
+    assert train.metrics(history=history) == {"steps_trained": 2, "tokens": 1024, "final_loss": 3.12346,
+                                              "final_val_loss": 3.33333, "world_size": 1, "first_loss": 4.00001}
+    held = {"table": pd.DataFrame({"model": ["pretrained", "unigram", "pretrained"], "group": ["all", "all", "web"],
+                                   "bpb": [1.2345678, 2.0000049, 9.0]}),
+            "paired": pd.DataFrame({"group": ["web", "all"], "from": ["unigram", "unigram"],
+                                    "delta_bpb": [0.0, -0.7654321], "lo": [0.0, -0.8], "hi": [0.0, -0.7000051]})}
+    got = train.metrics(held=held)
+    assert got == {"main_bpb": {"pretrained": 1.23457, "unigram": 2.0}, "main_minus_unigram_bpb": [-0.76543, -0.8, -0.70001]}
+    got = train.metrics(schedules=[{"schedule": "rsqrt", "final_val_bpb_by_seed": [1.234564, 1.0], "average_lr": 1.234567891e-4}],
+                        batches=[{"multiple": 2, "iterations_by_seed": [3], "tokens_by_seed": [6], "reached_by_seed": [True],
+                                  "token_cost": 1.0}],
+                        mixes=[{"mix": "control", "group_bpb_by_seed": [{"en": 1.000006}]}],
+                        ablation_plan=[{"study": "App. B", "tokens": 10, "gpu_hours": 12.5}])
+    assert got["appB"] == {"rsqrt": {"final_val_bpb_by_seed": [1.23456, 1.0], "average_lr": 0.00012346}}
+    assert got["appD"] == [{"multiple": 2, "iterations_by_seed": [3], "tokens_by_seed": [6], "reached_by_seed": [True]}]
+    assert got["appA"] == {"control": [{"en": 1.00001}]}
+    assert got["ablation_plan"] == {"App. B": {"tokens": 10, "gpu_hours": 12}}
+    assert set(got) | set(m) | {"steps_trained", "tokens", "final_loss", "final_val_loss", "world_size", "first_loss",
+                               "main_bpb", "main_minus_unigram_bpb"} == train.PretrainingMetrics.__optional_keys__

@@ -6,6 +6,7 @@ import torch
 from stablelm2 import config, ledger, record, runner
 from stablelm2 import training as T
 from stablelm2.config import ConfigError
+from stablelm2.training import results
 
 
 def test_paper_preset_trains_nothing_without_gpus_and_says_so():
@@ -23,6 +24,7 @@ def test_notebook_runs_at_smoke_and_leaves_a_pretrained_model(build_dir, offline
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", T.CHAPTER, root=build_dir)
     met = m["metrics"]
+    assert set(met) == results.PretrainingMetrics.__optional_keys__  # the library's schema: every part ran
     assert met["steps_trained"] == 8 and met["tokens"] == 8 * 512 and met["world_size"] == 1
     assert met["final_loss"] < met["first_loss"]
     assert met["plan"]["steps"] == 500_000 and met["plan"]["cooldown_tokens"] == 671_088_640_000
