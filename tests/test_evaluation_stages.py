@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from stablelm2 import config, record, runner
-from stablelm2.evaluation import stages, tasks
+from stablelm2.evaluation import results, stages, tasks
 from stablelm2.ledger import Ledger
 
 
@@ -66,6 +66,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     rec = runner.execute("07_evaluation", "smoke", root=build_dir)
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "07_evaluation", root=build_dir)
+    assert set(m["metrics"]) == results.EvaluationMetrics.__optional_keys__  # the library's schema: every part ran
     assert m["metrics"]["compare_self_max_abs_delta"] == 0.0
     scores = m["metrics"]["stage_scores"]
     assert {k.split("/")[0] for k in scores} == {"base", "sft", "dpo"}

@@ -1,8 +1,13 @@
-"""The chapters' metrics.json numbers built by the library (chapters 05, 06 and 08), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 05–08), from typed results."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+import pytest
+
 from stablelm2.alignment import results as align
+from stablelm2.evaluation import results as evaluation
 from stablelm2.quantization import results as quant
 from stablelm2.training import results as train
 
@@ -50,8 +55,6 @@ def test_alignment_metrics_count_malformed_rows_as_neither_kept_nor_over_the_tur
 
 
 def test_pretraining_metrics_hold_only_the_parts_given_with_the_notebooks_rounding():
-    import pandas as pd
-
     assert train.metrics() == {}
     plan = {"steps": 10, "tokens": 40, "gpu_hours": 1.5, "wall_days": 0.1, "cost_usd": 2.0, "energy_mwh": 0.3,
             "emissions_t": 0.01, "cooldown_tokens": 8, "not_logged": 1}
@@ -83,3 +86,32 @@ def test_pretraining_metrics_hold_only_the_parts_given_with_the_notebooks_roundi
     assert got["ablation_plan"] == {"App. B": {"tokens": 10, "gpu_hours": 12}}
     assert set(got) | set(m) | {"steps_trained", "tokens", "final_loss", "final_val_loss", "world_size", "first_loss",
                                "main_bpb", "main_minus_unigram_bpb"} == train.PretrainingMetrics.__optional_keys__
+
+
+def test_evaluation_metrics_hold_only_the_parts_given_with_the_notebooks_rounding():
+    assert evaluation.metrics() == {}
+    m = evaluation.metrics(compare_self=pd.DataFrame({"delta": [0.0, -0.25, 0.125]}),
+                           stage_tab=pd.DataFrame({"stage": ["base", "dpo"], "task": ["arc", "arc"],
+                                                   "value": [0.123456789, None]}))
+    assert m["compare_self_rows"] == 3 and m["compare_self_max_abs_delta"] == 0.25
+    assert m["stage_scores"]["base/arc"] == 0.123456789 and np.isnan(m["stage_scores"]["dpo/arc"])
+
+    class Windows:
+        ids = [1, 2, 3]
+        nbytes = np.array([10, 20, 5])
+
+    held = {"table": pd.DataFrame({"model": ["base", "unigram", "base"], "group": ["all", "all", "web"],
+                                   "bpb": [1.23456, 2.00004, 9.0]}), "windows": Windows()}
+    pairs = pd.DataFrame({"group": ["all", "web"], "from": ["base", "base"], "to": ["sft", "sft"],
+                          "delta_bpb": [-0.012345, 1.0], "lo": [-0.02, 1.0], "hi": [-0.00444449, 1.0]})
+    assert evaluation.metrics(held=held, bpb_pairs=pairs) == {
+        "bpb_all": {"base": 1.2346, "unigram": 2.0}, "bpb_windows": 3, "bpb_bytes": 35,
+        "bpb_deltas": {"base->sft": [-0.0123, -0.02, -0.0044]}}
+    ll = pd.DataFrame({"stage": ["sft"], "task": ["arc"], "mean_nll": [1.234567]})
+    verdicts = pd.DataFrame({"stage": ["sft"], "task": ["arc"], "verdict": ["undecidable at this scale"]})
+    assert evaluation.metrics(task_nll=ll, verdicts=verdicts) == {
+        "task_mean_nll": {"sft/arc": 1.2346}, "accuracy_verdicts": {"sft/arc": "undecidable at this scale"}}
+    assert evaluation.metrics(needle_grid_mean={"base": 0.5}, needle_results={"base": [{}, {}], "dpo": [{}, {}]}) == {
+        "needle_grid_mean": {"base": 0.5}, "needle_trials": 2}
+    with pytest.raises(ValueError, match="needle_grid_mean and needle_results together"):
+        evaluation.metrics(needle_grid_mean={"base": 0.5})
