@@ -8,6 +8,7 @@ import torch
 
 from stablelm2 import config, record, runner, tokenizer
 from stablelm2.data import batch_at, pack_shards, packed_loader, sample_sources, validation_sets
+from stablelm2.data import results as data_results
 from stablelm2.data.packing import IGNORE, PackedLoader
 from stablelm2.data.sources import SourceError
 
@@ -125,6 +126,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     rec = runner.execute("01_data_mix", "smoke", root=build_dir)
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "01_data_mix", root=build_dir)["metrics"]
+    assert set(m) == data_results.DataMixMetrics.__optional_keys__  # the library's schema: every part ran
     assert m["table1_known"] is False and m["resume_exact"] and m["same_seed_same_batch"] and m["batch_at_exact"]
     assert m["max_share_error"] < 0.05
     assert sum(m["domain_split"].values()) == pytest.approx(1, abs=1e-3)

@@ -1,4 +1,4 @@
-"""The chapters' metrics.json numbers built by the library (chapters 05–08), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 01, 05–08), from typed results."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from stablelm2.alignment import results as align
+from stablelm2.data import results as data
 from stablelm2.evaluation import results as evaluation
 from stablelm2.quantization import results as quant
 from stablelm2.training import results as train
@@ -115,3 +116,30 @@ def test_evaluation_metrics_hold_only_the_parts_given_with_the_notebooks_roundin
         "needle_grid_mean": {"base": 0.5}, "needle_trials": 2}
     with pytest.raises(ValueError, match="needle_grid_mean and needle_results together"):
         evaluation.metrics(needle_grid_mean={"base": 0.5})
+
+
+def test_data_mix_metrics_hold_only_the_parts_given_with_the_notebooks_rounding():
+    assert data.metrics() == {}
+    purity = pd.DataFrame({"purity": [0.987654, 1.0, None], "stopword_purity": [0.912345, 0.95, None],
+                           "duplicates_across": [1, 0, 0], "duplicates_within": [0, 2, 0]},
+                          index=["multilingual_de", "multilingual_fr", "code"])
+    m = data.metrics(table1_known=False, domain_shares={"web": 0.123456}, language_shares={"en": 0.87654},
+                     mix=[{"source": "code", "tokens": 7}, {"source": "web"}], purity=purity,
+                     before_after=pd.DataFrame({"purity_before": [0.5]}, index=["multilingual_de"]),
+                     perplexity=pd.DataFrame({"source": ["b", "a", "b", "c"], "kept": [True, True, True, False]}),
+                     validation={"web": [], "code": []})
+    assert m == {"table1_known": False, "domain_split": {"web": 0.1235}, "language_split": {"en": 0.8765},
+                 "sample_tokens": {"code": 7}, "sample_purity": {"multilingual_de": 0.9877, "multilingual_fr": 1.0},
+                 "sample_stopword_purity": {"multilingual_de": 0.9123, "multilingual_fr": 0.95},
+                 "min_multilingual_purity": 0.9877, "sample_shared_documents": 3,
+                 "purity_before": {"multilingual_de": 0.5}, "perplexity_kept_sources": ["a", "b"],
+                 "validation_sources": ["code", "web"]}
+    loader = data.metrics(observed_shares=pd.DataFrame({"abs_error": [0.01, -0.5, 0.03]}), resume_exact=True,
+                          same_seed_same_batch=False, first_batch_sha256="ab",
+                          shards={"shards": [{"sha256": "0123456789abcdef0123"}]}, shard_steps=2, batch_at_exact=True)
+    assert loader == {"max_share_error": 0.03, "resume_exact": True, "same_seed_same_batch": False,
+                      "first_batch_sha256": "ab", "shard_steps": 2, "shard_hashes": ["0123456789abcdef"],
+                      "batch_at_exact": True}
+    assert set(m) | set(loader) == data.DataMixMetrics.__optional_keys__
+    with pytest.raises(ValueError, match="shards, shard_steps, batch_at_exact together"):
+        data.metrics(shards={"shards": []})
