@@ -1,4 +1,4 @@
-"""The chapters' metrics.json numbers built by the library (chapters 01, 05–08), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 01, 02, 05–08), from typed results."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stablelm2 import tokenizer, tokenizer_study
 from stablelm2.alignment import results as align
 from stablelm2.data import results as data
 from stablelm2.evaluation import results as evaluation
@@ -143,3 +144,23 @@ def test_data_mix_metrics_hold_only_the_parts_given_with_the_notebooks_rounding(
     assert set(m) | set(loader) == data.DataMixMetrics.__optional_keys__
     with pytest.raises(ValueError, match="shards, shard_steps, batch_at_exact together"):
         data.metrics(shards={"shards": []})
+
+
+def test_tokenizer_metrics_hold_only_the_parts_given_with_the_notebooks_rounding():
+    assert tokenizer_study.metrics() == {}
+    m = tokenizer_study.metrics(n_vocab=100, ranks=range(90), specials={"a": 1, "b": 2}, vocab_padded=128,
+                                max_digits=(1, 3), digits=pd.DataFrame({"arcade100k": [1, 12], "cl100k_base": [1, 4]}),
+                                ordinary_ids=[tokenizer.EOT_ID + 1], hf_agreement={"texts": 9, "identical": 8},
+                                bytes_per_token={"arcade100k": 3.456789},
+                                by_language=pd.DataFrame({"arcade100k": [3.123456]}, index=["en"]),
+                                by_domain=pd.DataFrame({"arcade100k": [2.000049]}, index=["code"]))
+    assert m == {"n_vocab": 100, "n_merges": 90, "n_special": 2, "vocab_padded": 128, "pad_multiple_of_64": True,
+                 "max_digits_per_token_arcade": 1, "max_digits_per_token_cl100k": 3, "tokens_12_digit_arcade": 12.0,
+                 "tokens_12_digit_cl100k": 4.0, "special_text_is_ordinary": True, "hf_agreement_texts": 9,
+                 "hf_agreement_identical": 8, "bytes_per_token": {"arcade100k": 3.4568},
+                 "bytes_per_token_by_language": {"arcade100k": {"en": 3.1235}},
+                 "bytes_per_token_by_domain": {"arcade100k": {"code": 2.0}}}
+    assert set(m) == tokenizer_study.TokenizerMetrics.__optional_keys__
+    assert tokenizer_study.metrics(ordinary_ids=[tokenizer.EOT_ID]) == {"special_text_is_ordinary": False}
+    with pytest.raises(ValueError, match="max_digits, digits together"):
+        tokenizer_study.metrics(max_digits=(1, 3))

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from stablelm2 import facts, record, runner, tokenizer
+from stablelm2 import facts, record, runner, tokenizer, tokenizer_study
 
 CORPUS = [
     "Hello world! The year 2024 had 366 days.",
@@ -177,6 +177,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     rec = runner.execute("02_tokenizer", "smoke", root=build_dir)
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "02_tokenizer", root=build_dir)
+    assert set(m["metrics"]) == tokenizer_study.TokenizerMetrics.__optional_keys__  # the library's schema
     assert m["metrics"]["n_vocab"] == 100_289 and m["metrics"]["vocab_padded"] == 100_352
     assert m["metrics"]["max_digits_per_token_arcade"] == 1 and m["metrics"]["max_digits_per_token_cl100k"] == 3
     assert m["metrics"]["hf_agreement_identical"] == m["metrics"]["hf_agreement_texts"] > 50

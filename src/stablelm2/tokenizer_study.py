@@ -21,8 +21,10 @@ and what single-digit splitting does to numbers (:func:`digit_study`).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sized
+from typing import Any, TypedDict
+
+import pandas as pd
 
 from . import tokenizer
 from .data import sample
@@ -149,3 +151,73 @@ def agreement(directory: Any, texts: list[str]) -> dict[str, int]:
     enc = tokenizer.arcade100k()
     same = sum(hf(t, add_special_tokens=False)["input_ids"] == enc.encode(t, allowed_special="all") for t in texts)
     return {"texts": len(texts), "identical": int(same)}
+
+
+class TokenizerMetrics(TypedDict, total=False):
+    """Chapter 02's numbers in ``metrics.json`` (Sec. 2.2); a part is there once its cell ran."""
+
+    n_vocab: int
+    """Arcade100k's vocabulary (tiktoken ``n_vocab``)."""
+    n_merges: int
+    """Mergeable ranks in the cl100k file."""
+    n_special: int
+    """Special tokens."""
+    vocab_padded: int
+    """``n_vocab`` rounded up to a multiple of 64 (embedding rows)."""
+    pad_multiple_of_64: bool
+    max_digits_per_token_arcade: int
+    """Longest run of digits in one Arcade100k token (1: every digit its own token)."""
+    max_digits_per_token_cl100k: int
+    tokens_12_digit_arcade: float
+    """Mean tokens per 12-digit number, Arcade100k."""
+    tokens_12_digit_cl100k: float
+    special_text_is_ordinary: bool
+    """Whether a literal ``<|endoftext|>`` in a document is encoded as ordinary text."""
+    hf_agreement_texts: int
+    """Texts encoded by both the tiktoken and the saved ``transformers`` tokenizer."""
+    hf_agreement_identical: int
+    """Of those, texts with identical ids."""
+    bytes_per_token: dict[str, float]
+    """Tokenizer → UTF-8 bytes per token over the held-out sample, rounded to 4 places."""
+    bytes_per_token_by_language: dict[str, dict[str, float]]
+    """Tokenizer → language → bytes per token, rounded to 4 places."""
+    bytes_per_token_by_domain: dict[str, dict[str, float]]
+    """Tokenizer → domain → bytes per token, rounded to 4 places."""
+
+
+def metrics(*, n_vocab: int | None = None, ranks: Sized | None = None, specials: Sized | None = None,
+            vocab_padded: int | None = None, max_digits: tuple[int, int] | None = None,
+            digits: pd.DataFrame | None = None, ordinary_ids: Collection[int] | None = None,
+            hf_agreement: Mapping[str, int] | None = None, bytes_per_token: Mapping[str, float] | None = None,
+            by_language: pd.DataFrame | None = None, by_domain: pd.DataFrame | None = None) -> TokenizerMetrics:
+    """The parts of chapter 02's numbers given (a part left ``None`` is left out).
+
+    ``n_vocab``, ``ranks`` (the mergeable ranks), ``specials`` and ``vocab_padded`` go together;
+    ``max_digits``: (Arcade100k, cl100k_base) of :func:`max_digits_per_token`, with ``digits`` (the
+    :func:`digit_study` frame, its last row the 12-digit numbers); ``ordinary_ids``: the ids of a text
+    holding a literal ``<|endoftext|>`` encoded as ordinary text; ``hf_agreement``: :func:`agreement`;
+    ``bytes_per_token`` (tokenizer → bytes/token) with ``by_language`` and ``by_domain`` (the
+    :func:`summarise` pivots, tokenizer columns). Raises ``ValueError`` for a part given incompletely.
+    """
+    for names, parts in (("n_vocab, ranks, specials, vocab_padded", (n_vocab, ranks, specials, vocab_padded)),
+                         ("max_digits, digits", (max_digits, digits)),
+                         ("bytes_per_token, by_language, by_domain", (bytes_per_token, by_language, by_domain))):
+        if len({p is None for p in parts}) > 1:
+            raise ValueError(f"metrics: give {names} together (one cell computes them), or none of them")
+    out: TokenizerMetrics = {}
+    if n_vocab is not None and ranks is not None and specials is not None and vocab_padded is not None:
+        out["n_vocab"], out["n_merges"], out["n_special"] = n_vocab, len(ranks), len(specials)
+        out["vocab_padded"], out["pad_multiple_of_64"] = vocab_padded, vocab_padded % 64 == 0
+    if max_digits is not None and digits is not None:
+        out["max_digits_per_token_arcade"], out["max_digits_per_token_cl100k"] = max_digits
+        out["tokens_12_digit_arcade"] = float(digits["arcade100k"].iloc[-1])
+        out["tokens_12_digit_cl100k"] = float(digits["cl100k_base"].iloc[-1])
+    if ordinary_ids is not None:
+        out["special_text_is_ordinary"] = tokenizer.EOT_ID not in ordinary_ids
+    if hf_agreement is not None:
+        out["hf_agreement_texts"], out["hf_agreement_identical"] = hf_agreement["texts"], hf_agreement["identical"]
+    if bytes_per_token is not None and by_language is not None and by_domain is not None:
+        out["bytes_per_token"] = {k: round(v, 4) for k, v in bytes_per_token.items()}
+        out["bytes_per_token_by_language"] = by_language.round(4).to_dict()
+        out["bytes_per_token_by_domain"] = by_domain.round(4).to_dict()
+    return out
