@@ -1,4 +1,4 @@
-"""The chapters' metrics.json numbers built by the library (chapters 01, 02, 05–08), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 01, 02, 04–08), from typed results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stablelm2 import tokenizer, tokenizer_study
+from stablelm2 import config, schedule, tokenizer, tokenizer_study
 from stablelm2.alignment import results as align
 from stablelm2.data import results as data
 from stablelm2.evaluation import results as evaluation
@@ -164,3 +164,24 @@ def test_tokenizer_metrics_hold_only_the_parts_given_with_the_notebooks_rounding
     assert tokenizer_study.metrics(ordinary_ids=[tokenizer.EOT_ID]) == {"special_text_is_ordinary": False}
     with pytest.raises(ValueError, match="max_digits, digits together"):
         tokenizer_study.metrics(max_digits=(1, 3))
+
+
+def test_schedule_metrics_hold_only_the_parts_given():
+    assert schedule.metrics() == {}
+    cont = {"step": 100.0, "value_cosine": 0.5, "value_rsqrt": 0.75, "slope_cosine": -1.0, "slope_rsqrt": -0.5,
+            "alpha": 2.0, "beta": 3.0}
+    check = {"default": 2.6e-4, "best": {"lr": 2.5e-4}, "naive": 5.8e-4, "solved_T": 5e5, "n_readings": 72,
+             "modernbert": {"lr": 1e-4}}
+    smoke = config.load("smoke")
+    m = schedule.metrics(continuity=cont, kinds={"rsqrt": {"average": 3e-4}}, check=check,
+                         modernbert=check["modernbert"],
+                         comparison=pd.DataFrame({"lr": [1e-4, 2e-4]}, index=pd.Index(["ours", "modernbert"])),
+                         preset=smoke, lambdalr_max_abs_gap=0.0)
+    assert m == {"switch_step": 100.0, "switch_value_gap": 0.25, "switch_slope_gap": 0.5, "alpha": 2.0, "beta": 3.0,
+                 "average_lr": {"rsqrt": 3e-4}, "lr_420k_default": 2.6e-4, "lr_420k_best": 2.5e-4,
+                 "lr_420k_naive": 5.8e-4, "lr_420k_solved_T": 5e5, "n_readings": 72, "lr_420k_modernbert": 1e-4,
+                 "schedule_comparison": {"ours": 1e-4, "modernbert": 2e-4}, "preset_steps": smoke.train.steps,
+                 "preset_average_lr": schedule.average_lr(smoke), "lambdalr_max_abs_gap": 0.0}
+    assert set(m) == schedule.ScheduleMetrics.__optional_keys__
+    with pytest.raises(ValueError, match="modernbert and comparison together"):
+        schedule.metrics(modernbert=check["modernbert"])

@@ -201,6 +201,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "04_lr_schedule", root=build_dir)
     metrics = m["metrics"]
+    assert set(metrics) == schedule.ScheduleMetrics.__optional_keys__  # the library's schema: every part ran
     assert metrics["switch_value_gap"] < 1e-15 and metrics["switch_slope_gap"] < 1e-20
     assert metrics["lambdalr_max_abs_gap"] < 1e-15
     assert metrics["lr_420k_default"] == pytest.approx(2.6343588660786765e-4, rel=1e-9)

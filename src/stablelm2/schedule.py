@@ -41,12 +41,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 
 from .config import Config, ScheduleConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KINDS = ("hybrid", "hybrid2", "cosine", "rsqrt", "constant")
 
@@ -497,3 +500,78 @@ def plot_modernbert(paper: Config, check: dict[str, Any]) -> Any:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+class ScheduleMetrics(TypedDict, total=False):
+    """Chapter 04's numbers in ``metrics.json`` (Eq. 1, App. B, Fig. 2); a part is there once its cell ran.
+
+    Learning rates as the optimizer sees them; steps are optimizer steps.
+    """
+
+    switch_step: float
+    """Step of the turning point t₀ where Eq. 1 switches from cosine to rsqrt (paper configuration)."""
+    switch_value_gap: float
+    """|cosine − rsqrt| learning rate at t₀ (0 when the branches meet)."""
+    switch_slope_gap: float
+    """|cosine − rsqrt| slope at t₀, per step."""
+    alpha: float
+    beta: float
+    """Eq. 1's rsqrt constants α and β."""
+    average_lr: dict[str, float]
+    """Schedule kind → learning rate averaged over the paper's steps (App. B)."""
+    lr_420k_default: float
+    """This configuration's reading of Eq. 1 at the released pre-cool-down step."""
+    lr_420k_best: float
+    """The closest reading's rate there."""
+    lr_420k_naive: float
+    """The naive reading's rate there (:func:`check_released`)."""
+    lr_420k_solved_T: float
+    """The horizon T for which the default reading hits the released rate."""
+    n_readings: int
+    """Readings of Eq. 1 tried."""
+    lr_420k_modernbert: float
+    """ModernBERT's schedule at that step."""
+    schedule_comparison: dict[str, float]
+    """Schedule → its rate at that step (:func:`schedule_comparison`)."""
+    preset_steps: int
+    """Optimizer steps at this preset."""
+    preset_average_lr: float
+    """Learning rate averaged over this preset's steps."""
+    lambdalr_max_abs_gap: float
+    """Largest |torch ``LambdaLR`` rate − :func:`curve`| over this preset's steps."""
+
+
+def metrics(*, continuity: Mapping[str, float] | None = None, kinds: Mapping[str, Mapping[str, Any]] | None = None,
+            check: Mapping[str, Any] | None = None, modernbert: Mapping[str, Any] | None = None,
+            comparison: pd.DataFrame | None = None, preset: Config | None = None, lambdalr_max_abs_gap: float | None = None) -> ScheduleMetrics:
+    """The parts of chapter 04's numbers given (a part left ``None`` is left out).
+
+    ``continuity``: :func:`switch_continuity`; ``kinds``: :func:`compare_kinds`; ``check``:
+    :func:`check_released` (its readings at 420k); ``modernbert`` (its ``modernbert``, :func:`modernbert_at`)
+    with ``comparison`` (the :func:`schedule_comparison` frame indexed by schedule); ``preset`` (this
+    preset's config) with ``lambdalr_max_abs_gap`` (torch against :func:`curve`). Raises ``ValueError``
+    when a part's two arguments come apart.
+    """
+    if (modernbert is None) != (comparison is None):
+        raise ValueError("metrics: give modernbert and comparison together (one cell computes them)")
+    if (preset is None) != (lambdalr_max_abs_gap is None):
+        raise ValueError("metrics: give preset and lambdalr_max_abs_gap together (one cell computes them)")
+    out: ScheduleMetrics = {}
+    if continuity is not None:
+        out["switch_step"] = continuity["step"]
+        out["switch_value_gap"] = abs(continuity["value_cosine"] - continuity["value_rsqrt"])
+        out["switch_slope_gap"] = abs(continuity["slope_cosine"] - continuity["slope_rsqrt"])
+        out["alpha"], out["beta"] = continuity["alpha"], continuity["beta"]
+    if kinds is not None:
+        out["average_lr"] = {k: v["average"] for k, v in kinds.items()}
+    if check is not None:
+        out["lr_420k_default"], out["lr_420k_best"] = check["default"], check["best"]["lr"]
+        out["lr_420k_naive"], out["lr_420k_solved_T"] = check["naive"], check["solved_T"]
+        out["n_readings"] = check["n_readings"]
+    if modernbert is not None and comparison is not None:
+        out["lr_420k_modernbert"] = modernbert["lr"]
+        out["schedule_comparison"] = comparison["lr"].to_dict()
+    if preset is not None and lambdalr_max_abs_gap is not None:
+        out["preset_steps"], out["preset_average_lr"] = preset.train.steps, average_lr(preset)
+        out["lambdalr_max_abs_gap"] = lambdalr_max_abs_gap
+    return out
