@@ -105,6 +105,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "03_model", root=build_dir)
     metrics = m["metrics"]
+    assert set(metrics) == model_study.ModelMetrics.__optional_keys__  # the library's schema: every part ran
     assert metrics["params_counted"] == 1_644_515_328
     assert metrics["params_card_variant"] == facts.value("model.n_params_card")
     assert metrics["largest_micro_batch"] == 2

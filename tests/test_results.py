@@ -1,4 +1,4 @@
-"""The chapters' metrics.json numbers built by the library (chapters 01, 02, 04–08), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 01–08), from typed results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stablelm2 import config, schedule, tokenizer, tokenizer_study
+from stablelm2 import config, model_study, schedule, tokenizer, tokenizer_study
 from stablelm2.alignment import results as align
 from stablelm2.data import results as data
 from stablelm2.evaluation import results as evaluation
@@ -185,3 +185,15 @@ def test_schedule_metrics_hold_only_the_parts_given():
     assert set(m) == schedule.ScheduleMetrics.__optional_keys__
     with pytest.raises(ValueError, match="modernbert and comparison together"):
         schedule.metrics(modernbert=check["modernbert"])
+
+
+def test_model_metrics_hold_only_the_parts_given():
+    assert model_study.metrics() == {}
+    size = {"counted": {"total": 1_644_515_328}, "variants": {"per-layer LayerNorms without bias, final with bias": 7},
+            "flops_per_token": {"total": 1.2e10, "dense": 1e10}, "mfu": 0.5, "mfu_high": 0.6, "gpu_hours": 9.0,
+            "gpu_hours_neox_ckpt": 8.0, "memory": {2: {"total": 3 * 2**30}}, "largest_micro_batch": 2}
+    m = model_study.metrics(size=size, measured=[{"preset": "smoke", "flops": 5.0, "seconds": 1.0}])
+    assert m == {"params_counted": 1_644_515_328, "params_card_variant": 7, "flops_per_token": 1.2e10, "mfu": 0.5,
+                 "mfu_high": 0.6, "gpu_hours": 9.0, "gpu_hours_neox_ckpt": 8.0, "memory_mb2_gib": 3.0,
+                 "largest_micro_batch": 2, "measured_presets": ["smoke"], "measured_flops": {"smoke": 5.0}}
+    assert set(m) == model_study.ModelMetrics.__optional_keys__

@@ -17,7 +17,7 @@ Built on :mod:`stablelm2.model` (the released class, parameter counts, FLOPs, me
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -346,3 +346,50 @@ def summary(size: dict[str, Any]) -> str:
         f"**{hours:,.0f} GPU-hours**, {hours / paper_hours:.0%} of the paper's ~{paper_hours:,}; counted as "
         f"GPT-NeoX logs throughput with activation checkpointing on, **{size['gpu_hours_neox_ckpt']:,.0f}**."
     )
+
+
+class ModelMetrics(TypedDict, total=False):
+    """Chapter 03's numbers in ``metrics.json`` (Sec. 3, Table 2); a part is there once its cell ran."""
+
+    params_counted: int
+    """Parameters of the paper's configuration, counted on the model built here."""
+    params_card_variant: int
+    """The count under the reading that matches the model card (per-layer LayerNorms without bias, final with)."""
+    flops_per_token: float
+    """Training FLOPs per token (dense 6N plus attention)."""
+    mfu: float
+    """Model FLOPs utilisation implied by the paper's GPU-hours, 0–1."""
+    mfu_high: float
+    gpu_hours: float
+    """A100 GPU-hours the paper's run takes at :attr:`mfu`."""
+    gpu_hours_neox_ckpt: float
+    """The same, counting FLOPs as GPT-NeoX's logger does with activation checkpointing."""
+    memory_mb2_gib: float
+    """Training memory per GPU at micro-batch 2 (GiB)."""
+    largest_micro_batch: int
+    """Largest micro-batch that fits in an A100-40GB."""
+    measured_presets: list[str]
+    """Small presets whose forward+backward was timed here."""
+    measured_flops: dict[str, float]
+    """Preset → FLOPs of one forward+backward."""
+
+
+def metrics(*, size: dict[str, Any] | None = None,
+            measured: list[dict[str, Any]] | None = None) -> ModelMetrics:
+    """The parts of chapter 03's numbers given (a part left ``None`` is left out).
+
+    ``size``: :func:`sizing` of the paper's configuration; ``measured``: :func:`measure_small`.
+    """
+    out: ModelMetrics = {}
+    if size is not None:
+        out["params_counted"] = size["counted"]["total"]
+        out["params_card_variant"] = size["variants"]["per-layer LayerNorms without bias, final with bias"]
+        out["flops_per_token"] = size["flops_per_token"]["total"]
+        out["mfu"], out["mfu_high"], out["gpu_hours"] = size["mfu"], size["mfu_high"], size["gpu_hours"]
+        out["gpu_hours_neox_ckpt"] = size["gpu_hours_neox_ckpt"]
+        out["memory_mb2_gib"] = size["memory"][2]["total"] / 2**30
+        out["largest_micro_batch"] = size["largest_micro_batch"]
+    if measured is not None:
+        out["measured_presets"] = [r["preset"] for r in measured]
+        out["measured_flops"] = {r["preset"]: r["flops"] for r in measured}
+    return out
