@@ -7,6 +7,7 @@ import json
 import pytest
 
 from stablelm2 import carbon, config, facts, files, ledger, record, runner
+from stablelm2.carbon import results as carbon_results
 from stablelm2.config import ConfigError
 from stablelm2.ledger import Ledger
 
@@ -232,6 +233,7 @@ def test_notebook_runs_at_smoke(build_dir, offline_kernels):
                          root=build_dir)
     assert rec["status"] == "finished", rec["error"]
     m = record.read("smoke", "09_carbon", root=build_dir)
+    assert set(m["metrics"]) == carbon_results.CarbonMetrics.__optional_keys__  # the library's schema: every part ran
     assert m["metrics"]["implied_power_w"] == pytest.approx(296.443, abs=1e-3)
     assert m["metrics"]["emissions_t"] == pytest.approx(11.55, abs=1e-3)
     assert m["metrics"]["paper_run"]["gpu_hours"] == pytest.approx(92_274.69, abs=1)

@@ -1,4 +1,4 @@
-"""The chapters' metrics.json numbers built by the library (chapters 01–08), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 01–09), from typed results."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stablelm2 import config, model_study, schedule, tokenizer, tokenizer_study
+from stablelm2 import carbon, config, model_study, schedule, tokenizer, tokenizer_study
 from stablelm2.alignment import results as align
+from stablelm2.carbon import results as carbon_results
 from stablelm2.data import results as data
 from stablelm2.evaluation import results as evaluation
 from stablelm2.quantization import results as quant
@@ -197,3 +198,19 @@ def test_model_metrics_hold_only_the_parts_given():
                  "mfu_high": 0.6, "gpu_hours": 9.0, "gpu_hours_neox_ckpt": 8.0, "memory_mb2_gib": 3.0,
                  "largest_micro_batch": 2, "measured_presets": ["smoke"], "measured_flops": {"smoke": 5.0}}
     assert set(m) == model_study.ModelMetrics.__optional_keys__
+
+
+def test_carbon_metrics_hold_only_the_parts_given_with_the_notebooks_rounding():
+    assert carbon_results.metrics() == {}
+    fp = carbon.footprint(gpu_hours=92_000, power_w=296.44349, pue=1.1, intensity=0.385)
+    at_tdp = carbon.footprint(gpu_hours=92_000, power_w=400, pue=1.1, intensity=0.385)
+    paper = carbon.project(tokens=4e12, flops_per_token=1.2e10, gpu="A100-40GB", n_gpus=512, tflops=170)
+    m = carbon_results.metrics(rebuilt={"implied_power_w": 296.44349, "tdp_w": 400.0, "footprint": fp,
+                                        "at_tdp": at_tdp},
+                               sensitivity=[{"input": "pue", "swing_t": 1.234567}], paper_run=paper)
+    assert m["implied_power_w"] == 296.443 and m["implied_power_frac_tdp"] == 0.7411
+    assert m["energy_mwh"] == round(fp.energy_mwh, 4) and m["emissions_t_at_tdp"] == round(at_tdp.emissions_t, 4)
+    assert m["energy_mwh_at_tdp"] == round(92_000 * 400 * 1.1 / 1e6, 4)
+    assert m["sensitivity_swing_t"] == {"pue": 1.2346}
+    assert m["paper_run"]["gpu_hours"] == round(paper.gpu_hours, 4) and m["paper_run"]["n_gpus"] == 512
+    assert set(m) == carbon_results.CarbonMetrics.__optional_keys__
