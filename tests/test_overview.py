@@ -53,6 +53,7 @@ def test_notebook_00_runs_offline_and_is_deterministic(build_dir, offline_kernel
     first = runner.execute("00_overview", "smoke", root=build_dir)
     assert first["status"] == "finished", first["error"]
     a = record.read("smoke", "00_overview", root=build_dir)
+    assert set(a["metrics"]) == overview.OverviewMetrics.__required_keys__  # the library's schema
     assert a["metrics"]["n_claims"] == 5 and a["metrics"]["n_conflicts"] == 0
     assert {c["kind"] for c in a["claims"]} == {"consistency"} and len(a["references"]) == 4
     assert (build_dir / "smoke" / "scoreboard.json").is_file()

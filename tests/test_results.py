@@ -1,4 +1,4 @@
-"""The chapters' metrics.json numbers built by the library (chapters 01–09), from typed results."""
+"""The chapters' metrics.json numbers built by the library (chapters 00–09), from typed results."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stablelm2 import carbon, config, model_study, schedule, tokenizer, tokenizer_study
+from stablelm2 import carbon, config, facts, model_study, overview, schedule, tokenizer, tokenizer_study
 from stablelm2.alignment import results as align
 from stablelm2.carbon import results as carbon_results
 from stablelm2.data import results as data
 from stablelm2.evaluation import results as evaluation
+from stablelm2.ledger import Ledger
 from stablelm2.quantization import results as quant
 from stablelm2.training import results as train
 
@@ -214,3 +215,13 @@ def test_carbon_metrics_hold_only_the_parts_given_with_the_notebooks_rounding():
     assert m["sensitivity_swing_t"] == {"pue": 1.2346}
     assert m["paper_run"]["gpu_hours"] == round(paper.gpu_hours, 4) and m["paper_run"]["n_gpus"] == 512
     assert set(m) == carbon_results.CarbonMetrics.__optional_keys__
+
+
+def test_overview_metrics_count_the_facts_and_the_conflicting_claims():
+    led = Ledger("00_overview")
+    led.check("a.same", "same", ours=1.0, paper=1.0)
+    led.check("a.off", "off", ours=2.0, paper=1.0)
+    m = overview.metrics(led.claims)
+    assert m == {"n_facts": len(facts.all_facts()), "n_unknown": overview.facts_by_confidence()["unknown"],
+                 "n_claims": 2, "n_conflicts": [c.status for c in led.claims].count("conflict")}
+    assert m["n_conflicts"] == 1 and set(m) == overview.OverviewMetrics.__required_keys__

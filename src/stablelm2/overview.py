@@ -13,7 +13,7 @@ or re-measure the rest.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypedDict
 
 from . import config
 from . import facts as F
@@ -138,3 +138,22 @@ def plot_facts_and_claims(claims: list[Claim]):
     b.invert_yaxis()
     fig.tight_layout()
     return fig
+
+
+class OverviewMetrics(TypedDict):
+    """Chapter 00's numbers in ``metrics.json`` (counts)."""
+
+    n_facts: int
+    """Paper facts in ``facts.yaml``."""
+    n_unknown: int
+    """Of those, facts the report does not give (confidence ``unknown``)."""
+    n_claims: int
+    """Self-checks this chapter recorded (:func:`self_checks`)."""
+    n_conflicts: int
+    """Of those, the ones whose status is ``conflict``."""
+
+
+def metrics(claims: list[Claim]) -> OverviewMetrics:
+    """Chapter 00's numbers: the facts counted and ``claims`` (:func:`self_checks`) with their conflicts."""
+    return {"n_facts": len(F.all_facts()), "n_unknown": facts_by_confidence()["unknown"], "n_claims": len(claims),
+            "n_conflicts": sum(c.status == "conflict" for c in claims)}
