@@ -199,6 +199,21 @@ def test_batch_findings_cannot_decide_while_the_baseline_is_on_the_unigram_plate
     assert fewer.stats["p_value"] == left[0].stats["p_value"]  # the test is still shown, only not counted
     assert "in 0 of 3 seeds" in fewer.evidence and "not counted (agreement)" in fewer.evidence
     assert ablations.baseline_plateau_reason(_rows_d(its)[0]) == ""
+    flat = _rows_d(its)
+    flat[0]["first_reach_by_seed"] = [6, 21, 20]  # seed 0's baseline was at its final loss by step 6 of 20
+    fewer = ablations.batch_claims(Ledger("05"), flat)[0]
+    assert fewer.status == INCONCLUSIVE and "first reached its final value at iteration 6, 21, 20 of 20, 22, 21" \
+        in fewer.evidence
+    flat[0]["first_reach_by_seed"] = [20, 21, 20]
+    assert ablations.batch_claims(Ledger("05"), flat)[0].status == REDUCED
+
+
+def test_first_passage_is_the_first_step_the_smoothed_loss_reaches_the_target():
+    h = {"layout": {"global_batch_tokens": 100}, "steps": [{"loss": x} for x in (5.0, 4.0, 3.0, 3.2, 2.9, 3.1)]}
+    assert ablations.first_passage(h, 3.1, 200) == 4  # windows of 2 steps: 4.5, 3.5, 3.1 → step 4
+    assert ablations.first_passage(h, 3.0, 100) == 3
+    assert ablations.first_passage(h, 1.0, 100) == 6  # never: the run's length
+    assert ablations.smoothed_loss(h, 200) == pytest.approx(3.0)
 
 
 def _mix(name, en, code, ne, share):

@@ -496,10 +496,17 @@ def plateau_sentence(rows: list[dict[str, Any]]) -> str:
 
 def baseline_plateau_reason(base: dict[str, Any]) -> str:
     """Why App. D's comparison cannot decide, or ``""``: the target of every larger batch is the same seed's baseline
-    loss, so the baseline must end below the unigram model's bits per byte in every seed. A target still on the
+    loss, so the baseline must still be improving when it ends (its smoothed loss first reaches its final value in
+    the second half of its run, ``first_reach_by_seed``) and end below the unigram model's bits per byte in every seed. A target still on the
     unigram plateau is reached by any run that has learned token frequencies, whatever its batch — the iterations
     and tokens to reach it then measure noise on the plateau, not the batch-size effect of App. D."""
     below = base.get("below_unigram_by_seed") or []
+    first, its = base.get("first_reach_by_seed") or [], per_seed(base, "iterations")
+    if first and any(f <= i / 2 for f, i in zip(first, its, strict=True)):
+        return (f"the baseline's own smoothed training loss first reached its final value at iteration "
+                f"{', '.join(str(f) for f in first)} of {', '.join(f'{i:.0f}' for i in its)} (per seed): flat over the "
+                "second half of its run, so the target is a plateau that a larger batch reaches as soon as it gets there, "
+                "and iterations or tokens to it do not measure App. D's batch-size effect")
     if below and all(below):
         return ""
     vals = per_seed(base, "final_val_bpb")
@@ -558,6 +565,17 @@ def smoothed_loss(h: History, window_tokens: int) -> float:
     return statistics.fmean(r["loss"] for r in steps[-k:])
 
 
+def first_passage(h: History, target: float, window_tokens: int) -> int:
+    """The first step at which the training loss averaged over ``window_tokens`` tokens (as :func:`smoothed_loss`)
+    is at or below ``target``; the run's step count when it never is."""
+    steps = h["steps"]
+    k = max(1, window_tokens // h["layout"]["global_batch_tokens"])
+    for n in range(k, len(steps) + 1):
+        if statistics.fmean(r["loss"] for r in steps[n - k:n]) <= target:
+            return n
+    return len(steps)
+
+
 def batch_study(cfg: Config, root: Path, multiples: list[int] | None = None, progress: bool = False) -> list[dict]:
     """Each seed's baseline run, then each larger batch with the same seed until it matches that baseline's
     final (smoothed) training loss, for at most as many steps as the baseline."""
@@ -585,6 +603,7 @@ def batch_study(cfg: Config, root: Path, multiples: list[int] | None = None, pro
                      "iterations_by_seed": [h["summary"]["steps"] for h in hs],
                      "tokens_by_seed": [h["summary"]["tokens"] for h in hs],
                      "loss_by_seed": loss, "target_by_seed": targets,
+                     "first_reach_by_seed": [first_passage(h, t, window) for h, t in zip(hs, targets, strict=True)],
                      **_common(hs, stats, sd)})
     for r in rows:
         r["iterations"] = _mean(r["iterations_by_seed"])
