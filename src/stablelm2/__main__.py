@@ -24,6 +24,12 @@ from .config import PRESETS, ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    0: done; 1: a chapter did not finish (``run``, ``report``); 2: a ``ConfigError``, ``RunnerError``,
+    ``FileNotFoundError`` or ``BenchError``, printed to stderr as ``error: ...``. Unknown arguments exit
+    through argparse (``SystemExit`` 2).
+    """
     ap = argparse.ArgumentParser(prog="python -m stablelm2", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -85,7 +85,12 @@ class TemplateCheck:
 
 
 def format_of(template: str | None) -> tuple[chat_formats.ChatFormat, bool]:
-    """The chat format (and whether it has the negative role) that ``template`` is; else an error."""
+    """``(format, with_negative)``: the :mod:`stablelm2.chat_formats` format that ``template`` is.
+
+    Raises:
+        ChatTemplateError: ``template`` is empty or None, has no ``{% generation %}`` markers, or is none of
+            the known formats' templates.
+    """
     if not template:
         raise ChatTemplateError("the tokenizer has no chat template; fix: save it with "
                                 "stablelm2.tokenizer.save_transformers(directory)")
@@ -152,7 +157,12 @@ def check_template(tok: Any, template: str | None = None, *, model_vocab: int | 
 
 
 def generation_header(tok: Any, template: str | None = None) -> str:
-    """The text the template appends for ``add_generation_prompt`` (zephyr: ``<|assistant|>\\n``)."""
+    """The text the template appends for ``add_generation_prompt`` (zephyr: ``<|assistant|>\\n``).
+
+    Raises:
+        ChatTemplateError: the generation prompt does not extend the rendered conversation, or does not
+            name the assistant exactly once.
+    """
     msgs = PROBE[:2]
     base = tok.apply_chat_template(msgs, chat_template=template, tokenize=False)
     full = tok.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=True)
@@ -164,7 +174,15 @@ def generation_header(tok: Any, template: str | None = None) -> str:
 
 def check_sk_template(tok: Any) -> TemplateCheck:
     """Check :data:`SK_TEMPLATE` against the tokenizer: it must fit, and render exactly like the
-    tokenizer's own template on conversations without a negative turn."""
+    tokenizer's own template on conversations without a negative turn (Sec. 3.3's negative token).
+
+    Returns :func:`check_template`'s result for :data:`SK_TEMPLATE`.
+
+    Raises:
+        ChatTemplateError: the two templates render differently, :func:`check_template` fails, or
+            :data:`NEGATIVE_TOKEN` is not one token of the tokenizer. (A tokenizer with no chat template at
+            all fails first inside transformers' ``apply_chat_template``, with its ``ValueError``.)
+    """
     own = tok.chat_template
     for msgs in (PROBE, PROBE[1:], PROBE[1:3]):
         for gen in (False, True):

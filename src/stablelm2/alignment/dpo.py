@@ -35,7 +35,11 @@ METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/r
 def split(rows: list[dict[str, Any]], *, seed: int, frac: float = 0.1, min_held: int = 2,
           max_held: int = 0) -> tuple[list, list]:
     """A seeded train / held-out split of the pairs (held-out: ``frac`` of them, at least ``min_held``,
-    at most ``max_held`` when it is not 0)."""
+    at most ``max_held`` when it is not 0); each part keeps the rows' order.
+
+    Raises:
+        AlignmentDataError: the held-out part would take every pair (too few pairs).
+    """
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_held = max(min_held, int(round(frac * len(rows))))

@@ -24,6 +24,13 @@ from .results import DPOResult, SelfKnowledgeResult, SFTResult
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one alignment stage from its recipe YAML (Sec. 3.1–3.3) and return 0.
+
+    ``sft``/``dpo``/``self_knowledge`` write the model to ``--out``/model and the stage result to
+    ``--out``/result.json (rank 0 only); ``sk_data`` writes ``--out``/sk_data.json. A recipe of another
+    stage, or ``sk_data`` without ``--base`` / ``self_knowledge`` without ``--data``, exits through
+    argparse (``SystemExit`` 2) before any work.
+    """
     p = argparse.ArgumentParser(prog="python -m stablelm2.alignment.launch", description=__doc__.split("\n")[0])
     p.add_argument("--stage", required=True, choices=("sft", "dpo", "sk_data", "self_knowledge"))
     p.add_argument("--recipe", required=True, type=Path, help="recipe YAML written by write_launch_files")

@@ -59,21 +59,31 @@ class Recipe:
     """At most this many optimizer steps (0 = as many as the epochs give); set from ``align.max_steps``."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The recipe as a plain dict (field name → value, nested dicts copied)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        """The recipe :meth:`to_dict` gave; a missing or unknown key raises ``TypeError``."""
         return cls(**d)
 
     def to_yaml(self) -> str:
+        """The recipe as YAML text (fields in declaration order), read back by :meth:`from_yaml`."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> Recipe:
+        """The recipe in the YAML file ``path`` (as :meth:`to_yaml` wrote it); ``TypeError`` as
+        :meth:`from_dict`."""
         return cls.from_dict(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
 
 
 def check_stage(stage: str) -> str:
+    """``stage`` itself when it is one of :data:`STAGES`.
+
+    Raises:
+        AlignmentError: ``stage`` is not ``sft``, ``dpo`` or ``self_knowledge``.
+    """
     if stage not in STAGES:
         raise AlignmentError(f"unknown alignment stage {stage!r}; stages are: {', '.join(STAGES)}")
     return stage

@@ -97,6 +97,8 @@ def facts_in(answer: str) -> dict[str, bool]:
 
 
 def few_shot_messages() -> list[dict[str, str]]:
+    """The few-shot context of a positive continuation (Sec. 3.3): the system card
+    (:func:`identity_card`), then the identity exchanges of ``FEW_SHOT`` as user/assistant turns."""
     msgs = [{"role": "system", "content": identity_card()}]
     for q, a in FEW_SHOT:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
@@ -112,7 +114,12 @@ def generate(model: Any, tok: Any, prompts: list[list[int]], *, max_new_tokens: 
     """Continue each prompt (token ids; left-padded batches); stop at the turn end or ``<|endoftext|>``.
 
     Prompts arrive as ids (:func:`.chat.prompt_ids`, :func:`stablelm2.tokenizer.encode`), so text that
-    looks like a special token — in a generated first message, say — stays text."""
+    looks like a special token — in a generated first message, say — stays text. Returns one decoded,
+    stripped reply per prompt, in order.
+
+    Raises:
+        ValueError: a batch's padded prompt length plus ``max_new_tokens`` exceeds the model's positions.
+    """
     stop = [tok.convert_tokens_to_ids(chat.TURN_END), tok.eos_token_id]
     limit = model.config.max_position_embeddings
     side, tok.padding_side = tok.padding_side, "left"
@@ -152,7 +159,15 @@ def _key(text: str) -> str:
 
 def generate_prompts(model: Any, tok: Any, n: int, *, seed: int, max_new_tokens: int,
                      batch_size: int = 16) -> tuple[list[str], PromptStats]:
-    """``n`` distinct first messages written by the (base) model, and what was dropped on the way."""
+    """``n`` distinct first messages written by the (base) model, and what was dropped on the way (Sec. 3.3).
+
+    Sampled in rounds of ``batch_size`` from a prompt showing three of ``PROMPT_EXAMPLES``; a message is its
+    first generated line, kept unless empty, a copy of an example, or a duplicate (case and punctuation
+    ignored). Fewer than ``n`` come back when the rounds run out (``stats["kept"]``).
+
+    Raises:
+        ValueError: no message was kept at all.
+    """
     rng = random.Random(seed)
     seen = {_key(e) for e in PROMPT_EXAMPLES}
     stats: PromptStats = {"requested": n, "generated": 0, "empty": 0, "duplicate": 0, "copied_example": 0, "kept": 0}
@@ -223,7 +238,12 @@ def _rate(texts: list[str]) -> float:
 def examples(data: SelfKnowledgeData) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Training conversations: positives behind the assistant header, negatives behind the negative token.
 
-    A prompt whose positive or negative reply came out empty is left out (and counted)."""
+    A prompt whose positive or negative reply came out empty is left out (and counted). Returns the rows
+    (``{"messages": [...]}``, positive then negative per prompt) and ``{"pairs", "dropped_empty_reply"}``.
+
+    Raises:
+        ValueError: every prompt was left out (nothing to train).
+    """
     rows, dropped = [], 0
     for p, pos, neg in zip(data["prompts"], data["positives"], data["negatives"], strict=True):
         if not pos.strip() or not neg.strip():
@@ -294,4 +314,5 @@ def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: SelfKnowledg
 
 
 def load_data(path: Path) -> SelfKnowledgeData:
+    """The self-knowledge data :func:`make_data` wrote to ``path`` (JSON), as written (not re-checked)."""
     return cast(SelfKnowledgeData, json.loads(Path(path).read_text(encoding="utf-8")))

@@ -264,7 +264,12 @@ DPO_SOURCES: dict[str, Source] = {s.name: s for s in (
 def raw_rows(source: Source, mode: str, sample_dir: Path | None = None) -> Iterator[tuple[int, Any]]:
     """``(row number, raw row)`` of a source: streamed from the Hub or read from its local sample.
 
-    A local line that is not JSON is yielded as ``None`` so it is counted (``unreadable``), not lost.
+    A local line that is not JSON is yielded as ``None`` so it is counted (``unreadable``), not lost;
+    blank lines are skipped (row numbers are line numbers from 0).
+
+    Raises:
+        AlignmentDataError: ``mode`` is neither ``hub`` nor ``local``, or the local sample file is missing
+            (a generator: raised when iteration starts, before any row).
     """
     if mode == "hub":
         from datasets import load_dataset
@@ -291,7 +296,11 @@ def raw_rows(source: Source, mode: str, sample_dir: Path | None = None) -> Itera
 
 
 def count_turns(messages: list[dict[str, str]], unit: str = "exchange") -> int:
-    """Turns of a conversation: exchanges (assistant replies) or user + assistant messages."""
+    """Turns of a conversation: exchanges (assistant replies) or user + assistant messages.
+
+    Raises:
+        AlignmentDataError: ``unit`` is neither ``exchange`` nor ``message`` (config ``align.sft_turn``).
+    """
     if unit == "exchange":
         return sum(m["role"] == "assistant" for m in messages)
     if unit == "message":
@@ -325,6 +334,7 @@ class FilterReport:
     examples: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def drop(self, source: str, rule: str, detail: str, row_id: str) -> None:
+        """Count one row of ``source`` dropped by ``rule``; the first such row is the rule's example."""
         self.dropped.setdefault(source, Counter())[rule] += 1
         self.examples.setdefault((source, rule), f"{row_id}: {detail}")
 
@@ -338,12 +348,14 @@ class FilterReport:
         return out
 
     def totals(self) -> dict[str, int]:
+        """Rows read, kept and dropped per rule, summed over the sources (``read``, ``kept``, rule → n)."""
         tot: dict[str, int] = {"read": sum(self.read.values()), "kept": sum(self.kept.values())}
         for r in self.rules:
             tot[r] = sum(c[r] for c in self.dropped.values())
         return tot
 
     def to_dict(self) -> FilterReportDict:
+        """The report as JSON-ready data: :meth:`rows`, :meth:`totals`, ``"source/rule"`` → first example."""
         return {"rows": self.rows(), "totals": self.totals(),
                 "examples": {f"{s}/{r}": d for (s, r), d in self.examples.items()}}
 

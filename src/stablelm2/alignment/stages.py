@@ -36,6 +36,11 @@ PREVIOUS = {"sft": None, "dpo": "sft", "self_knowledge": "dpo"}
 
 
 def stage_dir(cfg: Config, stage: str) -> Path:
+    """``<chapter 06 dir>/<stage>``: where ``stage``'s ``result.json`` and ``model/`` live (not created here).
+
+    Raises:
+        AlignmentError: ``stage`` is not one of :data:`STAGES` (from :func:`recipes.check_stage`).
+    """
     return cfg.chapter_dir(CHAPTER) / recipes.check_stage(stage)
 
 
@@ -57,7 +62,16 @@ def _paper_refusal(cfg: Config, stage: str) -> AlignmentError:
 
 
 def ensure(cfg: Config, stage: str, *, base: str | Path | None = None) -> dict[str, Any]:
-    """The result of ``stage`` (building it, and the stages before it, when missing or stale)."""
+    """The result of ``stage`` (building it, and the stages before it, when missing or stale), Sec. 3.1–3.3.
+
+    A stage is reused when its ``result.json`` holds the same key (recipe + input model fingerprints) and its
+    model is there; the returned dict is the stage's result with ``reused`` set. At ``paper`` only a model
+    already built by the launch files is returned (``{"stage", "model_dir", "reused": True}``).
+
+    Raises:
+        AlignmentError: ``stage`` is unknown, or at ``paper`` its model was not built (the error from
+            ``_paper_refusal`` names the launch script to run on GPUs).
+    """
     out = stage_dir(cfg, stage)
     if cfg.run.preset == "paper":
         if (out / "model" / "config.json").is_file():
