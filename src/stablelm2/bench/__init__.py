@@ -47,6 +47,14 @@ def result(name: str, *, ours: float, peer: float, peer_name: str, unit: str, hi
 
 
 def run(names: list[str] | None = None, repeats: int = 5, out: Path | None = None) -> Path:
+    """Run the benchmarks ``names`` (default: all of :func:`registry`) and return the results file.
+
+    Rows go into ``out`` (default ``build/bench/results.json``) with the time (UTC), the hardware and
+    ``repeats``; a row of a benchmark not run this time is kept from the previous file, one run replaces it.
+
+    Raises:
+        BenchError: ``repeats`` < 1 or an unknown benchmark name (before any benchmark runs).
+    """
     if repeats < 1:
         raise BenchError(f"repeats = {repeats} must be at least 1")
     known = registry()

@@ -43,6 +43,11 @@ def _row(name: str, ours: dict[str, Any], peer: dict[str, Any], peer_name: str, 
 
 
 def quantization_speed(repeats: int = 3) -> list[dict[str, Any]]:
+    """Two rows: generated tokens/s of Q4_0 over F16 (llama.cpp) and of INT4 over the fp16 IR (OpenVINO).
+
+    Sec. 5.2 / Table 8 ("almost 2x" at lower precision; goal ratio ≥ 1.8). Each row also holds both formats'
+    memory-bandwidth bounds (tok/s) and bytes per generated token, and the bandwidth (bytes/s) measured here.
+    """
     rows, bandwidth, cfg = _rows(repeats)
     return [
         _row("quant_gguf_q4_0_vs_f16", rows["Q4_0"], rows["F16"], "llama.cpp F16", bandwidth, cfg),

@@ -85,6 +85,8 @@ class _Sequences(torch.utils.data.IterableDataset):
 
 
 def trainer_step_times(cfg: Any, out: Path) -> list[float]:
+    """Seconds between the ends of consecutive optimizer steps of transformers' ``Trainer`` on ``cfg``'s
+    model, data, optimizer and schedule (``cfg.train.steps`` steps → that many minus one intervals)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from .. import model, schedule
@@ -123,6 +125,11 @@ def _spread(ours: list[list[float]], peer: list[list[float]], tokens: int) -> tu
 
 
 def training_throughput(repeats: int = 3) -> list[dict]:
+    """Two rows: the engine's training tokens/s over the ``Trainer``'s (goal ≥ :data:`GOAL_RATIO`), and its
+    MFU (model FLOPs/token × tokens/s over the matmul peak in FLOP/s measured here; goal ≥ :data:`GOAL_MFU`).
+
+    Runs ``repeats`` engine/Trainer pairs alternately, in one process on the ``cpu`` run's threads each.
+    """
     from .. import config, hardware, model
     from ..training import backends
 
