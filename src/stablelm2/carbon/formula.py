@@ -85,6 +85,8 @@ def _nonneg(field: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class Footprint:
+    """One footprint (Sec. 7): GPU-hours, W per GPU, PUE, kg CO2eq/kWh in; kWh and tCO2eq (metric) out."""
+
     gpu_hours: float
     power_w: float
     pue: float
@@ -94,11 +96,18 @@ class Footprint:
 
     @property
     def energy_mwh(self) -> float:
+        """The energy in MWh (``energy_kwh`` / 1000)."""
         return self.energy_kwh / 1000.0
 
 
 def footprint(gpu_hours: float, power_w: float, pue: float, intensity: float | str) -> Footprint:
-    """energy = GPU-hours × power × PUE; emissions = energy × intensity (kg/kWh or a region code)."""
+    """energy = GPU-hours × power × PUE; emissions = energy × intensity (kg/kWh or a region code), Sec. 7.
+
+    ``power_w`` is the average power per GPU in W; the result holds energy in kWh and emissions in tCO2eq.
+
+    Raises:
+        ConfigError: a non-positive or non-finite input, a PUE below 1, or an unknown grid region.
+    """
     h, p, u = _positive("gpu_hours", gpu_hours), _positive("power_w", power_w), _pue(pue)
     ci, _ = _intensity(intensity)
     energy_kwh = h * p * u / 1000.0
@@ -122,7 +131,12 @@ def sensitivity(base: Footprint, ranges: dict[str, tuple[float, ...]] | None = N
     """Emissions when one input moves over its range and the others stay at ``base`` (a tornado).
 
     ``ranges`` maps ``power_w`` / ``pue`` / ``intensity`` to (low, high); defaults: half the A100's
-    TDP to its TDP, :data:`PUE_RANGE`, and the grids of :data:`SENSITIVITY_REGIONS`.
+    TDP to its TDP, :data:`PUE_RANGE`, and the grids of :data:`SENSITIVITY_REGIONS`. One row per input
+    (``input``, ``low``, ``high``, ``base``, ``emissions_low_t``, ``emissions_high_t``, ``swing_t`` in
+    tCO2eq), largest swing first.
+
+    Raises:
+        ConfigError: ``ranges`` names another input, or a value :func:`footprint` refuses.
     """
     tdp = GPUS["A100-40GB"].tdp_w
     default = {"power_w": (0.5 * tdp, tdp), "pue": PUE_RANGE,

@@ -59,13 +59,16 @@ class Projection:
 
     @property
     def wall_days(self) -> float:
+        """Wall time in days (``wall_hours`` / 24; no overheads)."""
         return self.wall_hours / 24.0
 
     @property
     def energy_mwh(self) -> float:
+        """The energy in MWh (``energy_kwh`` / 1000)."""
         return self.energy_kwh / 1000.0
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, plus ``wall_days`` and ``energy_mwh`` (JSON-ready)."""
         return {**asdict(self), "wall_days": self.wall_days, "energy_mwh": self.energy_mwh}
 
     def table(self) -> list[dict[str, Any]]:
@@ -112,6 +115,13 @@ def project(
         pue: data-centre PUE ≥ 1 (default: the paper's 1.1).
         intensity: kg CO2eq/kWh, or a grid region code such as ``"USA"`` (default: the paper's 0.385).
         price_per_gpu_hour: USD per GPU-hour (default: the paper's ~3.5).
+
+    Energy and emissions as :func:`formula.footprint` (Sec. 7); GPU-hours = FLOPs / achieved FLOP/s / 3600.
+
+    Raises:
+        ConfigError: not exactly one of ``flops_per_token`` / ``n_params``, both ``mfu`` and ``tflops``,
+            ``n_gpus`` not a positive integer, ``tflops`` above the GPU's peak, ``mfu`` above 1, an unknown
+            GPU, or another input out of range (non-positive, PUE < 1, unknown grid region).
     """
     toks = _positive("tokens", tokens)
     if (flops_per_token is None) == (n_params is None):
@@ -218,6 +228,9 @@ def what_if(base: Projection, **changes: Any) -> Projection:
 
     Keys are :func:`project`'s arguments. ``tflops`` replaces the MFU and ``n_params`` the FLOPs per
     token; a new ``gpu`` without ``power_w`` falls back to that GPU's rated TDP (so does ``power_w=None``).
+
+    Raises:
+        ConfigError: a key that is not one of :func:`project`'s inputs, or a value :func:`project` refuses.
     """
     allowed = {"tokens", "flops_per_token", "n_params", "gpu", "n_gpus", "mfu", "tflops", "power_w", "pue",
                "intensity", "price_per_gpu_hour"}
@@ -238,7 +251,14 @@ def what_if(base: Projection, **changes: Any) -> Projection:
 
 
 def scenarios(base: Projection, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The paper's run beside a few what-ifs (and ``extra``, a dict of changes), one row each."""
+    """The paper's run beside a few what-ifs (and ``extra``, a dict of changes), one row each.
+
+    Each row: ``plan`` (its name), the inputs, ``gpu_hours``, ``wall_days``, ``energy_mwh``, ``emissions_t``
+    (tCO2eq) and ``cost_usd``.
+
+    Raises:
+        ConfigError: ``extra`` is not a dict, or a change :func:`what_if` refuses.
+    """
     todo: list[tuple[str, dict[str, Any]]] = [
         ("the paper's run (projector)", {}),
         ("at the A100's rated power (TDP)", {"power_w": None}),
