@@ -67,6 +67,12 @@ class ChatFormat:
     trained_roles: tuple[str, ...] = ("assistant",)
 
     def header(self, role: str, *, with_negative: bool = False) -> str:
+        """The text written before a ``role`` message (for the negative role, with ``with_negative``: the
+        assistant header with :data:`NEGATIVE_ROLE` in place of the assistant marker).
+
+        Raises:
+            ChatFormatError: the format has no such role.
+        """
         if role == NEGATIVE_ROLE and with_negative:
             return self.headers["assistant"].replace(self.assistant_marker, NEGATIVE_ROLE)
         if role not in self.headers:
@@ -80,6 +86,7 @@ class ChatFormat:
         return self.headers["assistant"]
 
     def is_trained(self, role: str) -> bool:
+        """Whether ``role``'s content and turn end are trained on (assistant, and the negative role)."""
         return role in self.trained_roles or role == NEGATIVE_ROLE
 
 
@@ -101,6 +108,11 @@ DEFAULT = ZEPHYR
 
 
 def get(name: str) -> ChatFormat:
+    """The format called ``name`` (``"zephyr"`` or ``"chatml"``).
+
+    Raises:
+        ChatFormatError: no format has that name.
+    """
     if name not in FORMATS:
         raise ChatFormatError(f"unknown chat format {name!r}; formats are: {', '.join(FORMATS)}")
     return FORMATS[name]

@@ -544,7 +544,11 @@ class CarbonConfig(_Section):
     """Meter each notebook run with codecarbon."""
 
     def validate(self) -> None:
-        """Rules on this section's values (the country is checked by :func:`load` against codecarbon's table)."""
+        """Rules on this section's values (the country is checked by :func:`load` against codecarbon's table).
+
+        Raises:
+            ConfigError: ``carbon.pue`` is below 1.
+        """
         if self.pue < 1.0:
             raise ConfigError(f"carbon.pue = {self.pue} is below 1; a PUE is total power over IT power, ≥ 1")
 
@@ -563,10 +567,12 @@ class Config:
 
     @property
     def preset(self) -> str:
+        """``run.preset``: the preset this config was loaded at (``smoke``, ``cpu`` or ``paper``)."""
         return self.run.preset
 
     @property
     def seed(self) -> int:
+        """``run.seed``: the run's random seed."""
         return self.run.seed
 
     def chapter_dir(self, chapter: str) -> Path:
@@ -582,6 +588,7 @@ class Config:
         return build_root() / self.run.preset / name
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Section name → {field: value} (a deep copy; tuples stay tuples)."""
         return dataclasses.asdict(self)
 
 
