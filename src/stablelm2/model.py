@@ -248,7 +248,12 @@ def flops_per_token(cfg: Config, seq_len: int | None = None) -> dict[str, float]
     * ``attention`` = 12·L·d·s: scores QKᵀ and the weighted sum AV at full (non-causal) length s,
       the PaLM/Megatron convention that MFU figures use;
     * ``total`` = dense + attention; ``dense_all_params`` = 6 × every parameter (Chinchilla-style,
-      the convention of FACTS.md's cross-check).
+      the convention of FACTS.md's cross-check); ``seq_len`` = the s used (default ``cfg.data.seq_len``).
+
+    The FLOPs behind the MFU of Sec. 2.4 (170 TFLOP/s per A100). All values are floats, FLOPs per token.
+
+    Raises:
+        ValueError: ``seq_len`` (or ``cfg.data.seq_len``) is not positive.
     """
     m = cfg.model
     s = cfg.data.seq_len if seq_len is None else seq_len
@@ -298,7 +303,14 @@ def memory_per_gpu(cfg: Config, *, micro_batch: int | None = None, n_gpus: int |
     from stage 2, weights from stage 3). Activations per :func:`activation_bytes_per_token_layer`
     for every layer (or, with ``checkpointing``, each layer's input plus one layer's working set),
     plus the bf16 logits and their gradient. Framework buffers and fragmentation are not modelled:
-    the margin is what they may use.
+    the margin is what they may use. The layout is Sec. 2.4's (ZeRO stage 1, no activation checkpointing).
+
+    Returns bytes per GPU for ``weights``, ``gradients``, ``optimizer``, ``activations``, ``logits``, their
+    ``total``, the GPU's ``capacity`` (GiB × 2³⁰), ``margin`` = capacity − total, and ``fits`` (a bool).
+
+    Raises:
+        ValueError: ``micro_batch``, ``n_gpus`` or ``grad_bytes`` is not positive; ``ConfigError`` (a
+            ValueError) for an unknown GPU.
     """
     m, t = cfg.model, cfg.train
     mb = t.micro_batch if micro_batch is None else micro_batch
@@ -345,14 +357,23 @@ def largest_micro_batch(cfg: Config, *, checkpointing: bool = False, **kw: Any) 
 
 
 def mfu(tflops_per_gpu: float, peak_tflops: float) -> float:
-    """Model-FLOPs utilisation: achieved over peak."""
+    """Model-FLOPs utilisation: achieved over peak TFLOP/s (a fraction; Sec. 2.4: 170 over the A100's 312).
+
+    Raises:
+        ValueError: ``tflops_per_gpu`` < 0 or ``peak_tflops`` ≤ 0.
+    """
     if tflops_per_gpu < 0 or peak_tflops <= 0:
         raise ValueError(f"need tflops ≥ 0 and peak > 0; got {tflops_per_gpu} and {peak_tflops}")
     return tflops_per_gpu / peak_tflops
 
 
 def gpu_hours(tokens: float, flops_per_token_: float, tflops_per_gpu: float) -> float:
-    """GPU-hours to process ``tokens`` at ``flops_per_token_`` training FLOPs each, at a sustained rate."""
+    """GPU-hours to process ``tokens`` at ``flops_per_token_`` training FLOPs each, at a sustained rate of
+    ``tflops_per_gpu`` TFLOP/s per GPU (Sec. 7.1 books 92k GPU-hours for the pre-training run).
+
+    Raises:
+        ValueError: ``tokens`` < 0, or the FLOPs per token or the rate not positive.
+    """
     if tokens < 0 or flops_per_token_ <= 0 or tflops_per_gpu <= 0:
         raise ValueError("tokens must be ≥ 0 and the FLOPs per token and the rate positive")
     return tokens * flops_per_token_ / (tflops_per_gpu * 1e12) / 3600.0

@@ -117,7 +117,12 @@ def measure_fwd_bwd(cfg: Config, *, repeats: int = 3, micro_batch: int | None = 
     """Time forward+backward (loss on all tokens) of ``cfg``'s model on this CPU, best of ``repeats``.
 
     Returns the analytic FLOPs of one step (:func:`flops_per_token` × tokens), the achieved FLOP/s
-    and the fraction of this machine's measured fp32 matmul peak (:func:`hardware.matmul_peak_flops`).
+    and the fraction of this machine's measured fp32 matmul peak (:func:`hardware.matmul_peak_flops`):
+    ``micro_batch``, ``seq_len``, ``seconds`` (one step, the best), ``flops``, ``flops_per_s``,
+    ``matmul_peak_flops_per_s``, ``fraction_of_peak``. Input ids are seeded random ``[micro_batch, seq_len]``.
+
+    Raises:
+        ValueError: ``repeats`` is not positive.
     """
     from . import hardware
 
@@ -349,7 +354,7 @@ def summary(size: dict[str, Any]) -> str:
 
 
 class ModelMetrics(TypedDict, total=False):
-    """Chapter 03's numbers in ``metrics.json`` (Sec. 3, Table 2); a part is there once its cell ran."""
+    """Chapter 03's numbers in ``metrics.json`` (Sec. 2.4, Table 3); a part is there once its cell ran."""
 
     params_counted: int
     """Parameters of the paper's configuration, counted on the model built here."""
