@@ -102,6 +102,8 @@ def elsewhere(ledger: Ledger) -> list[dict[str, str]]:
 
 
 def facts_by_confidence() -> dict[str, int]:
+    """Number of facts in ``facts.yaml`` per confidence level, in :data:`stablelm2.facts.CONFIDENCE` order
+    (every level present, 0 if none); a fact whose value is not known counts as ``unknown``."""
     counts: dict[str, int] = {c: 0 for c in F.CONFIDENCE}
     for f in F.all_facts().values():
         counts[f.confidence if f.known else "unknown"] += 1

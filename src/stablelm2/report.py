@@ -185,7 +185,13 @@ def build(preset: str = "cpu", *, root: Path | None = None, out_dir: Path | None
           figures_dir: Path | None = None) -> Path:
     """Render every executed chapter of ``preset`` and write ``index.html``; returns its path.
 
-    ``figures_dir``: also copy the run's figures there (``make report`` uses ``figures/``).
+    ``figures_dir``: also copy the run's figures there (``make report`` uses ``figures/``). ``root``
+    defaults to the build root, ``out_dir`` to ``<root>/report``; a chapter page whose notebook and run
+    note did not change since the last build is not rendered again.
+
+    Raises:
+        ConfigError: ``preset`` is not one of :data:`PRESETS`.
+        FileNotFoundError: no chapter of ``preset`` has a run status under ``root`` (run them first).
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")

@@ -59,6 +59,7 @@ class RunnerError(ValueError):
 
 
 def notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` folder (the chapters' notebooks, stored without outputs)."""
     return repo_root() / "notebooks"
 
 
@@ -85,7 +86,11 @@ def upstream(chapter: str, nb_dir: Path, earlier: list[str]) -> list[str]:
 
 
 def resolve(names: list[str] | None, nb_dir: Path | None = None) -> list[str]:
-    """Map ``["05", "overview", "01_data_mix"]`` onto full chapter names; error on unknown ones."""
+    """Map ``["05", "overview", "01_data_mix"]`` onto full chapter names (all chapters when empty or None).
+
+    Raises:
+        RunnerError: a name matches no chapter (number, slug or full name), or more than one.
+    """
     known = chapters(nb_dir)
     if not names:
         return known
@@ -160,6 +165,11 @@ def parse_parameters(items: list[str]) -> dict[str, Any]:
 
 
 def refuse_owned(parameters: dict[str, Any]) -> None:
+    """Refuse notebook parameters the runner sets itself (:data:`RUNNER_OWNED`, e.g. ``preset``).
+
+    Raises:
+        RunnerError: ``parameters`` sets one of them; the message names the flag to use instead.
+    """
     for name, flag in RUNNER_OWNED.items():
         if name in parameters:
             raise RunnerError(f"`{name}` is set by the runner, not as a notebook parameter: use {flag} "
@@ -167,10 +177,12 @@ def refuse_owned(parameters: dict[str, Any]) -> None:
 
 
 def status_file(preset: str, root: Path | None = None) -> Path:
+    """``build/<preset>/runs.json``: every chapter's last run record (``root`` replaces ``build``)."""
     return (root or build_root()) / preset / "runs.json"
 
 
 def read_status(preset: str, root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Chapter name → its last run record from :func:`status_file` (``{}`` when no chapter ran yet)."""
     path = status_file(preset, root)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
@@ -327,6 +339,13 @@ def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[st
     finished run is reused (``reused=True``, with the commit and time it was executed at) unless
     ``force``. ``timeout_s``: per-cell timeout (default :data:`CELL_TIMEOUT_S` of the preset).
     ``src_dir``: the ``stablelm2`` package source the keys are computed from (default: this one).
+    Returns the records of the chapters run or reused, in order (a failed chapter does not raise).
+
+    Raises:
+        ConfigError: an unknown preset, or an override ``config.load`` refuses.
+        RunnerError: an unknown chapter, no notebooks, a runner-owned or undeclared parameter, a notebook
+            without ``preset`` (or, when some declare it, without :data:`OVERRIDES`), a malformed
+            :data:`OVERRIDES`, a non-positive ``timeout_s``, or a key that cannot be computed.
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
