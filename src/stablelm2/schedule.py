@@ -1,4 +1,4 @@
-"""Chapter 04 · The learning-rate scheduler of §5 (Eq. 1) and the baselines of Appendix B.
+"""Chapter 04 · The learning-rate scheduler of Sec. 2.5 (Eq. 1) and the baselines of Appendix B.
 
 Three stages, all pure functions of the optimizer step and the resolved config:
 
@@ -76,12 +76,17 @@ class Hybrid:
     """Global step at which t = 0."""
 
     def cosine(self, t: np.ndarray | np.float64) -> np.ndarray | np.float64:
+        """Eq. 1's cosine branch at ``t`` (steps from ``origin``, any shape): η_min + ½(η_max − η_min)(1 +
+        cos(2πt/period)); no switch applied."""
         return self.low + 0.5 * (self.peak - self.low) * (1.0 + np.cos(2.0 * np.pi * t / self.period))
 
     def cosine_slope(self, t: np.ndarray | np.float64) -> np.ndarray | np.float64:
+        """d/dt of :meth:`cosine` at ``t`` (learning rate per step, same shape as ``t``)."""
         return -0.5 * (self.peak - self.low) * (2.0 * np.pi / self.period) * np.sin(2.0 * np.pi * t / self.period)
 
     def rsqrt(self, t: np.ndarray | np.float64) -> np.ndarray | np.float64:
+        """Eq. 1's second branch at ``t`` (steps from ``origin``): α/√(t+β) plus η_min (``rsqrt_min``
+        ``additive``), floored at η_min (``clip``) or alone (``none``); t+β is clamped at 1e-12."""
         g = self.alpha / np.sqrt(np.maximum(t + self.beta, 1e-12))
         if self.rsqrt_min == "additive":
             return self.low + g
@@ -104,7 +109,11 @@ def hybrid(s: ScheduleConfig, *, doubled: bool | None = None, total_steps: float
 
     With f the cosine branch (minus η_min when ``rsqrt_min='additive'``), equal value and slope of
     α/√(t+β) at t₀ give t₀ + β = −f(t₀)/(2 f′(t₀)) and α = f(t₀)·√(t₀ + β). ``total_steps``
-    overrides ``s.total_steps`` with a real number (for root finding).
+    overrides ``s.total_steps`` with a real number (for root finding). Sec. 2.5, Eq. 1; hyb2: App. B.
+
+    Raises:
+        ScheduleError: at t₀ the cosine branch (less η_min when additive) is not positive or not falling,
+            so no α/√(t+β) can continue it.
     """
     doubled = (s.kind == "hybrid2") if doubled is None else doubled
     mult = 2.0 if doubled else 1.0
@@ -145,7 +154,15 @@ def _main(steps: np.ndarray, s: ScheduleConfig) -> np.ndarray:
 
 
 def curve(cfg: Config, steps: Any = None) -> np.ndarray:
-    """Learning rate at every step in ``steps`` (default: 0 … ``train.steps``), vectorised."""
+    """Learning rate at every step in ``steps`` (default: 0 … ``train.steps``), vectorised.
+
+    Warm-up, the main phase of ``schedule.kind`` (Sec. 2.5: Eq. 1, or an App. B baseline) and the linear
+    cool-down; returns float64 rates with the shape of ``steps`` (``[train.steps + 1]`` by default).
+
+    Raises:
+        ScheduleError: a step outside [0, ``train.steps``], an unknown ``schedule.kind``, or an Eq. 1
+            that cannot switch (:func:`hybrid`).
+    """
     s, end = cfg.schedule, cfg.train.steps
     x = np.arange(end + 1, dtype=np.float64) if steps is None else np.asarray(steps, dtype=np.float64)
     if x.size and (x.min() < 0 or x.max() > end):
