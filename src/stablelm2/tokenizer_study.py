@@ -59,7 +59,14 @@ def study_texts(cfg: Any) -> dict[str, dict[str, list[str]]]:
 
 
 def train_bpe(texts: list[str], vocab_size: int, seed: int = 0):
-    """A byte-level BPE (``tokenizers``) trained on ``texts`` with Arcade100k's pre-tokenizer."""
+    """A byte-level BPE (``tokenizers``) trained on ``texts`` with Arcade100k's pre-tokenizer.
+
+    At most ``vocab_size`` tokens (the 256 bytes, ``<|endoftext|>`` and merges seen at least twice);
+    ``seed`` shuffles the texts' order. The same-engine baseline trained here for chapter 02's comparison.
+
+    Raises:
+        ValueError: ``vocab_size`` < 300.
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if vocab_size < 300:
@@ -80,6 +87,9 @@ def train_bpe(texts: list[str], vocab_size: int, seed: int = 0):
 
 
 def encoders(cfg: Any, fit_texts: list[str]) -> dict[str, Encoder]:
+    """Name → text-to-ids function of the compared tokenizers: Arcade100k, cl100k_base (both ordinary
+    encoding, special-token text as text) and a BPE of ``cfg.data.bpe_vocab`` trained on ``fit_texts``
+    (named ``bpe_here_<vocab // 1000>k``, its actual vocabulary)."""
     arc, cl = tokenizer.arcade100k(), tokenizer.cl100k_base()
     bpe = train_bpe(fit_texts, cfg.data.bpe_vocab, seed=cfg.run.seed)
     return {"arcade100k": arc.encode_ordinary, "cl100k_base": cl.encode_ordinary,
@@ -154,7 +164,7 @@ def agreement(directory: Any, texts: list[str]) -> dict[str, int]:
 
 
 class TokenizerMetrics(TypedDict, total=False):
-    """Chapter 02's numbers in ``metrics.json`` (Sec. 2.2); a part is there once its cell ran."""
+    """Chapter 02's numbers in ``metrics.json`` (Sec. 2.3); a part is there once its cell ran."""
 
     n_vocab: int
     """Arcade100k's vocabulary (tiktoken ``n_vocab``)."""
