@@ -183,7 +183,7 @@ def released_config_check(cfg: Config) -> list[dict[str, Any]]:
 
 def param_counts(cfg: Config, *, layer_norm_bias: bool = True, final_norm_bias: bool = True,
                  qkv_bias: bool | None = None) -> dict[str, int]:
-    """Parameters per component, from the shapes alone (``"total"`` sums them).
+    """Parameters per component, from the shapes alone (``"total"`` sums them; Table 3's count).
 
     The switches give the variants the sources disagree on: the HF class has biases on every
     LayerNorm; the official GPT-NeoX config says ``use_bias_in_norms: false`` and

@@ -61,7 +61,7 @@ def _biases(layer: torch.nn.Module) -> str:
 
 
 def llama_differences(cfg: Config) -> list[dict[str, str]]:
-    """The three differences from LLaMA, read off the instantiated modules (both built on ``meta``)."""
+    """The three differences from LLaMA (Sec. 2.4), read off the instantiated modules (built on ``meta``)."""
     ours: Any = build(cfg, device="meta")  # transformers models: attributes the type checker cannot see
     twin: Any = llama_twin(cfg)
     a, la = ours.model.layers[0], twin.model.layers[0]

@@ -178,7 +178,7 @@ def curve(cfg: Config, steps: Any = None) -> np.ndarray:
 
 
 def learning_rate(step: float, cfg: Config) -> float:
-    """The learning rate after ``step`` optimizer updates (the entry point of engine and notebook)."""
+    """The learning rate after ``step`` optimizer updates (Sec. 2.5; the engine's and notebook's entry)."""
     return float(curve(cfg, np.array([step], dtype=np.float64))[0])
 
 
@@ -213,7 +213,7 @@ def milestones(cfg: Config) -> dict[str, float]:
 
 
 def average_lr(cfg: Config) -> float:
-    """Mean learning rate over the run (the schedule integrated over steps, divided by the steps)."""
+    """Mean learning rate over the run (the schedule integrated over steps, divided by the steps; App. B)."""
     lr = curve(cfg)
     return float(np.trapezoid(lr) / cfg.train.steps)
 

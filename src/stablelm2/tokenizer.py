@@ -188,7 +188,7 @@ def _build(cls: type[tiktoken.Encoding]) -> tiktoken.Encoding:
 
 @lru_cache(maxsize=1)
 def arcade100k() -> Arcade100k:
-    """Arcade100k as a tiktoken encoding: n_vocab 100,289, ids identical to the released tokenizer
+    """Arcade100k (Sec. 2.3) as a tiktoken encoding: n_vocab 100,289, ids identical to the released tokenizer
     (input NFC-normalised first, as the released ``Arcade100kTokenizer`` does)."""
     return _build(Arcade100k)  # type: ignore[return-value]  # _build makes an instance of the class it is given
 

@@ -126,7 +126,7 @@ def summarise(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 
 
 def digit_study(max_digits: int = 12, n: int = 200, seed: int = 0) -> list[dict[str, Any]]:
-    """Mean tokens per ``d``-digit number (with a leading space, as in text), Arcade100k vs cl100k."""
+    """Mean tokens per ``d``-digit number (a leading space, as in text), Arcade100k vs cl100k (Sec. 2.3)."""
     rng = random.Random(seed)
     arc, cl = tokenizer.arcade100k(), tokenizer.cl100k_base()
     rows = []

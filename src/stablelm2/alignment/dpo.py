@@ -70,7 +70,7 @@ def _evaluate(trainer: Any, rows: list[dict[str, Any]] | None) -> dict[str, floa
 
 def train(recipe: Recipe, init: str | Path, out_dir: Path, *, ref: str | Path | None = None,
           data: sources.Loaded | None = None) -> DPOResult:
-    """DPO on ``init`` against the frozen reference ``ref`` (default: a second copy of ``init``)."""
+    """DPO on ``init`` against the frozen reference ``ref`` (default: a second copy of ``init``), Sec. 3.2."""
     from trl import DPOConfig, DPOTrainer
 
     t0 = time.time()

@@ -212,7 +212,7 @@ def continuations(model: Any, tok: Any, prompts: list[str], *, few_shot: bool, s
 
 def make_data(recipe: Recipe, base: str | Path, init: str | Path,
               out_file: Path | None = None) -> SelfKnowledgeData:
-    """Prompts from ``base``, positive and negative continuations from ``init`` (the DPO model)."""
+    """Prompts from ``base``, positive and negative continuations from ``init`` (the DPO model), Sec. 3.3."""
     seed, new = recipe.args["seed"], recipe.extra["max_new_tokens"]
     t0 = time.time()
     base_model, base_tok = common.load_model(base), common.load_tokenizer(base)
@@ -272,7 +272,7 @@ def measure(model: Any, tok: Any, *, negative: bool = False, max_new_tokens: int
 
 
 def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: SelfKnowledgeData) -> SelfKnowledgeResult:
-    """Train the DPO model ``init`` on the self-knowledge examples; measure before and after."""
+    """Train the DPO model ``init`` on the self-knowledge examples; measure before and after (Sec. 3.3)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 

@@ -38,7 +38,7 @@ def dataset(rows: list[dict[str, Any]]) -> Any:
 
 
 def train(recipe: Recipe, init: str | Path, out_dir: Path, *, data: sources.Loaded | None = None) -> SFTResult:
-    """Fine-tune ``init`` (model + tokenizer dir, or Hub id) with ``recipe``; save to ``out_dir``.
+    """Fine-tune ``init`` (model + tokenizer dir, or Hub id) with ``recipe``; save to ``out_dir`` (Sec. 3.1).
 
     Returns the training log, the data report, the batch composition and timings.
     """

@@ -389,7 +389,7 @@ def _no_usable(src: Source, report: FilterReport, mode: str) -> AlignmentDataErr
 
 def load_sft(sources: Iterable[str] | None = None, *, mode: str = "local", max_turns: int = 8,
              turn_unit: str = "exchange", max_samples: int = 0, sample_dir: Path | None = None) -> Loaded:
-    """Read, normalise and filter the SFT sources (all seven by default).
+    """Read, normalise and filter the SFT sources (all seven by default; Sec. 3.1).
 
     ``max_samples`` caps the rows *kept* per source (0 = all; the rest are not read).
     """
@@ -440,7 +440,7 @@ def _norm(text: str) -> str:
 
 def load_dpo(sources: Iterable[str] | None = None, *, mode: str = "local", min_chosen_score: float = 8.0,
              max_samples: int = 0, sample_dir: Path | None = None) -> Loaded:
-    """Read the preference sources and apply the paper's three filters (after the malformed rules).
+    """Read the preference sources and apply the paper's three filters (Sec. 3.2; after the malformed rules).
 
     Tied ranking and the chosen-score threshold need scores; a source without them (Intel Orca
     pairs) passes those two rules untouched — :func:`unscored` tells how many pairs that concerns.

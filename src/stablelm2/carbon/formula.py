@@ -120,7 +120,7 @@ def implied_power_w(energy_kwh: float, gpu_hours: float, pue: float) -> float:
 
 
 def paper_implied_power_w() -> float:
-    """30 MWh / (92k GPU-hours × PUE 1.1): the paper's average power per GPU (its cell is stripped)."""
+    """30 MWh / (92k GPU-hours × PUE 1.1): the paper's average power per GPU in W (Sec. 7; cell stripped)."""
     return implied_power_w(F.value("carbon.energy_mwh") * 1000.0, F.value("carbon.gpu_hours"), F.value("carbon.pue"))
 
 

@@ -295,7 +295,7 @@ def flop_conventions(fpts: dict[str, float], tokens: float, tflops: float, gpu_h
 
 
 def paper_claims(ledger: Ledger, fpts: dict[str, float] | None = None) -> dict[str, Any]:
-    """Rebuild the paper's footprint, cost and compute from its inputs and record every check.
+    """Rebuild the paper's footprint, cost and compute (Sec. 7) from its inputs and record every check.
 
     ``fpts`` are the 1.6B model's FLOPs per token by convention (default: :func:`paper_flops_per_token`).
     Every comparison uses the printed inputs' intervals (``ledger.Ledger.derive``); the GPU-hours are a
