@@ -357,7 +357,7 @@ def largest_micro_batch(cfg: Config, *, checkpointing: bool = False, **kw: Any) 
 
 
 def mfu(tflops_per_gpu: float, peak_tflops: float) -> float:
-    """Model-FLOPs utilisation: achieved over peak TFLOP/s (a fraction; Sec. 2.4: 170 over the A100's 312).
+    """Model-FLOPs utilisation: achieved over peak TFLOP/s, a fraction (Sec. 2.4: 170 TFLOP/s per A100).
 
     Raises:
         ValueError: ``tflops_per_gpu`` < 0 or ``peak_tflops`` ≤ 0.
@@ -369,7 +369,7 @@ def mfu(tflops_per_gpu: float, peak_tflops: float) -> float:
 
 def gpu_hours(tokens: float, flops_per_token_: float, tflops_per_gpu: float) -> float:
     """GPU-hours to process ``tokens`` at ``flops_per_token_`` training FLOPs each, at a sustained rate of
-    ``tflops_per_gpu`` TFLOP/s per GPU (Sec. 7.1 books 92k GPU-hours for the pre-training run).
+    ``tflops_per_gpu`` TFLOP/s per GPU (Sec. 7 books ~92k GPU-hours for the pre-training run).
 
     Raises:
         ValueError: ``tokens`` < 0, or the FLOPs per token or the rate not positive.

@@ -344,8 +344,8 @@ def run(names: list[str] | None = None, preset: str = "cpu", parameters: dict[st
     Raises:
         ConfigError: an unknown preset, or an override ``config.load`` refuses.
         RunnerError: an unknown chapter, no notebooks, a runner-owned or undeclared parameter, a notebook
-            without ``preset`` (or, when some declare it, without :data:`OVERRIDES`), a malformed
-            :data:`OVERRIDES`, a non-positive ``timeout_s``, or a key that cannot be computed.
+            without ``preset``, :data:`OVERRIDES` that is not a mapping or that only some of the chapters
+            declare, a non-positive ``timeout_s``, or a key that cannot be computed.
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")

@@ -62,7 +62,7 @@ def train_bpe(texts: list[str], vocab_size: int, seed: int = 0):
     """A byte-level BPE (``tokenizers``) trained on ``texts`` with Arcade100k's pre-tokenizer.
 
     At most ``vocab_size`` tokens (the 256 bytes, ``<|endoftext|>`` and merges seen at least twice);
-    ``seed`` shuffles the texts' order. The same-engine baseline trained here for chapter 02's comparison.
+    ``seed`` shuffles the texts' order. Chapter 02's third tokenizer, trained on the sample itself.
 
     Raises:
         ValueError: ``vocab_size`` < 300.

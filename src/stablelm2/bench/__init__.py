@@ -50,7 +50,7 @@ def run(names: list[str] | None = None, repeats: int = 5, out: Path | None = Non
     """Run the benchmarks ``names`` (default: all of :func:`registry`) and return the results file.
 
     Rows go into ``out`` (default ``build/bench/results.json``) with the time (UTC), the hardware and
-    ``repeats``; a row of a benchmark not run this time is kept from the previous file, one run replaces it.
+    ``repeats``; the previous file's rows are kept unless a new row of the same name replaces them.
 
     Raises:
         BenchError: ``repeats`` < 1 or an unknown benchmark name (before any benchmark runs).
