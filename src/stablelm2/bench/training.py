@@ -1,8 +1,8 @@
 """Chapter 05 benchmark: the engine's training tokens/s against transformers' ``Trainer``.
 
 Both train the ``cpu`` preset's StableLM from the same seeded initialisation on the same packed
-micro-batches (chapter 01's loader), with the same global batch (micro-batch 4 × accumulation 2
-× 128 tokens on one process), the same fused AdamW (β, ε, weight decay, parameter groups), the
+micro-batches (chapter 01's loader), with the same global batch (micro-batch 4 × accumulation 4
+× 128 tokens = 2,048 on one process), the same fused AdamW (β, ε, weight decay, parameter groups), the
 same ``LambdaLR`` schedule and clipping at 1.0, the same objective (the mean cross-entropy over the
 global batch's target tokens: the Trainer divides by ``num_items_in_batch``), the same precision and
 the same threads, in the same Python process, one after the other, repeat by repeat. Neither gets
