@@ -62,7 +62,7 @@ class Format:
 
     @property
     def file_suffix(self) -> str:
-        """The suffix of the built file or folder: ``.gguf``, ``.ov``, ``.mlx`` (``""`` for the checkpoint)."""
+        """Suffix of the built file or folder: ``.gguf``, ``.ov``, ``.mlx`` (``""`` for the checkpoint)."""
         return {"gguf": ".gguf", "openvino": ".ov", "mlx": ".mlx", "torch": ""}[self.backend]
 
 

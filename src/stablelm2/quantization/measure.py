@@ -53,7 +53,7 @@ class Engine(Protocol):
 
 
 class TorchEngine:
-    """The transformers checkpoint in fp32: the reference every format is compared with (on a GPU when there is one).
+    """The transformers checkpoint in fp32: the reference every format is compared with (GPU if any).
 
     ``threads`` sets torch's CPU threads; ``device`` is ``"auto"`` (cuda when available, else cpu) or a
     torch device name. Raises :class:`~.checkpoint.CheckpointError` when ``path`` is not a StableLM folder.
@@ -91,7 +91,7 @@ class TorchEngine:
         return self._run(ids, None)[-1]
 
     def step(self, token: int) -> np.ndarray:
-        """Append ``token`` to the KV cache of the last call; float32 logits ``[vocab]`` of the next position."""
+        """Append ``token`` to the last call's KV cache; float32 logits ``[vocab]`` of the next position."""
         return self._run([token], self._past)[-1]
 
     def close(self) -> None:

@@ -108,7 +108,7 @@ class MLXEngine:
         return self._forward(ids, self._cache)[-1]
 
     def step(self, token: int) -> np.ndarray:
-        """Append ``token`` to the prompt cache of :meth:`prefill`; float32 logits ``[vocab]`` of the next position."""
+        """Append ``token`` to :meth:`prefill`'s cache; float32 logits ``[vocab]`` of the next position."""
         return self._forward([token], self._cache)[-1]
 
     def close(self) -> None:

@@ -128,7 +128,7 @@ def save(ov_model: Any, out: Path | str, fmt: str, meta: dict[str, Any]) -> Path
 
 
 def export(checkpoint: Path | str, out: Path | str, fmt: str) -> Path:
-    """Checkpoint folder → OpenVINO IR folder in ``fmt`` (OV_FP32, OV_FP16, OV_INT8 or OV_INT4); returns ``out``.
+    """Checkpoint folder → OpenVINO IR folder ``out`` in ``fmt`` (OV_FP32, OV_FP16, OV_INT8 or OV_INT4).
 
     Raises:
         QuantError: ``fmt`` is not an OpenVINO format.
@@ -201,7 +201,7 @@ class OpenVINOEngine:
         return np.array(self._run(ids, self._empty(), 0)[-1], dtype=np.float32)
 
     def step(self, token: int) -> np.ndarray:
-        """Append ``token`` to the KV cache of the last call; float32 logits ``[vocab]`` of the next position."""
+        """Append ``token`` to the last call's KV cache; float32 logits ``[vocab]`` of the next position."""
         return np.array(self._run([token], self._past, self._n)[-1], dtype=np.float32)
 
     def close(self) -> None:
