@@ -132,7 +132,7 @@ def framework_claim(ledger: Ledger, generated: list[dict[str, Any]], backends: d
 
 
 def size_claims(ledger: Ledger, sizes: dict[str, int]) -> list[Claim]:
-    """Bytes on disk of the paper-size formats (:func:`arch.sizes`) vs the released files (shapes decide sizes).
+    """Bytes on disk of the paper-size formats (:func:`arch.sizes`) vs the released files (shapes decide).
 
     The released files are those of Sec. 5.1 (sizes from the Hub listings, ``facts.yaml``); ours are
     recorded in GB or MB (10⁹ or 10⁶ bytes) as the facts are.
