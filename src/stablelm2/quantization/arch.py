@@ -72,7 +72,11 @@ def checkpoint(cfg: Config, *, progress: bool = True) -> Path:
 
 
 def formats(cfg: Config, *, progress: bool = True) -> dict[str, Path]:
-    """Every format of ``cfg.quant.arch_formats`` of the random paper-size model (built once, cached)."""
+    """Every format of ``cfg.quant.arch_formats`` of the random paper-size model (built once, cached).
+
+    Returns ``{format: path}`` as :func:`.build.build_formats`; :class:`~.formats.QuantError` for an
+    unknown or repeated format name, before anything is built.
+    """
     names: list[str] = list(cfg.quant.arch_formats)
     check(names)
     ckpt = checkpoint(cfg, progress=progress)
@@ -81,7 +85,10 @@ def formats(cfg: Config, *, progress: bool = True) -> dict[str, Path]:
 
 
 def speed(cfg: Config, paths: dict[str, Path], *, bandwidth: float, progress: bool = True) -> list[dict[str, Any]]:
-    """Prompt-processing and generation tokens/s of each format of the paper-size model (one at a time)."""
+    """Prompt-processing and generation tokens/s of each format of the paper-size model (one at a time).
+
+    The Table 8 analogue (Sec. 5.2) on this machine: :func:`.speed.speed_rows`, ``bandwidth`` in bytes/s.
+    """
     names = [n for n in cfg.quant.arch_formats if n in paths]
     return speed_rows(cfg, {n: paths[n] for n in names}, bandwidth=bandwidth, progress=progress)
 

@@ -47,7 +47,11 @@ def fingerprint(checkpoint: Path | str) -> str:
 
 
 def path_of(out_dir: Path | str, fmt: str) -> Path:
-    """Where format ``fmt`` of the checkpoint lives inside ``out_dir``."""
+    """Where format ``fmt`` of the checkpoint lives inside ``out_dir`` (``model-<fmt><suffix>``).
+
+    Raises:
+        QuantError: ``fmt`` is not a known format, or is ``FP32`` (the checkpoint itself, not built).
+    """
     spec = get(fmt)
     if spec.backend == "torch":
         raise QuantError(f"{fmt} is the checkpoint itself, not a built format")
@@ -69,6 +73,13 @@ def build_formats(checkpoint: Path | str, out_dir: Path | str, formats: list[str
     ``overlap``: build the llama.cpp formats (converter subprocess, then ``llama_model_quantize``) in a
     worker thread while this thread exports OpenVINO and MLX; the files are the same either way, only
     the wall time differs (on 2 cores the OpenVINO trace and NNCF leave one core mostly idle).
+    These are the formats Stability released (Sec. 5.1) and their higher-precision references.
+
+    Raises:
+        QuantError: an unknown or repeated format, ``threads`` < 1, ``OV_FP32`` asked with a float16
+            ``trace_dtype``, or ``out_dir`` not empty and not made by this function (nothing is written).
+        CheckpointError: ``checkpoint`` is not a complete StableLM folder (:func:`.checkpoint.check`).
+        ConverterError, GGUFError: llama.cpp's converter or quantizer failed (the format is not marked built).
     """
     specs = check(formats)  # every name checked before any work
     if threads < 1:
@@ -202,7 +213,12 @@ def _mark(out_dir: Path, stamp: dict[str, Any], fmt: str) -> None:
 
 
 def size_on_disk(fmt: str, path: Path | str) -> int:
-    """Bytes a format takes on disk: the GGUF file, the IR (xml + bin), the MLX or fp32 safetensors."""
+    """Bytes a format takes on disk: the GGUF file, the IR (xml + bin), the MLX or fp32 safetensors.
+
+    Raises:
+        QuantError: ``fmt`` is not a known format.
+        OSError: ``path`` (or a file it should hold) does not exist.
+    """
     spec = get(fmt)
     path = Path(path)
     if spec.backend == "gguf":
@@ -220,7 +236,14 @@ def size_on_disk(fmt: str, path: Path | str) -> int:
 
 def open_engine(fmt: str, path: Path | str, *, threads: int = 2, n_ctx: int = 512,
                 logits_all: bool = False) -> Engine:
-    """An engine for ``fmt`` at ``path`` (``logits_all`` only matters for llama.cpp)."""
+    """An :class:`~.measure.Engine` for ``fmt`` at ``path`` on ``threads`` CPU threads.
+
+    ``n_ctx`` (tokens) and ``logits_all`` only matter for llama.cpp; ``FP32`` opens the transformers
+    checkpoint itself.
+
+    Raises:
+        QuantError: ``fmt`` is not a known format.
+    """
     spec = get(fmt)
     if spec.backend == "torch":
         return TorchEngine(path, threads=threads)

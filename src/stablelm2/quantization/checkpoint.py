@@ -30,7 +30,12 @@ class CheckpointError(ValueError):
 
 
 def check(path: Path | str) -> dict[str, Any]:
-    """Return the checkpoint's ``config.json`` after checking the folder is a complete StableLM."""
+    """Return the checkpoint's ``config.json`` after checking the folder is a complete StableLM.
+
+    Raises:
+        CheckpointError: the folder or its ``config.json`` is missing, the JSON is invalid, the model is
+            not a StableLM, or the safetensors weights or ``tokenizer.json`` are missing.
+    """
     path = Path(path)
     fix = ("fix: pass a folder written by save_pretrained (chapters 05/06: training.pretrained(cfg), "
            "alignment.aligned(cfg, stage)) with the tokenizer saved beside it")

@@ -66,7 +66,8 @@ def quality_claims(ledger: Ledger, rows: list[dict[str, Any]], model: str,
     ``types``: each GGUF format's matrix types (:func:`read_tensor_types`); a format whose file fell back
     to other types is named by the type it really holds (:func:`actual_format`). Each pair is decided by
     ``Ledger.finding`` over seeds (one model today: *inconclusive at this scale*). The Q8_0 perplexity is
-    reported with its numbers: the paper gives none to compare with.
+    reported with its numbers: the paper gives none to compare with (it expects lower precision to cost
+    quality and asks users to assess it, Sec. 5.2). ``rows``: :func:`.study.quality`'s.
     """
     q = _by(rows)
     types = types or {}
@@ -91,7 +92,10 @@ def quality_claims(ledger: Ledger, rows: list[dict[str, Any]], model: str,
 
 
 def tokenizer_claim(ledger: Ledger, parity: dict[str, Any]) -> Claim:
-    """The GGUF's own tokenizer (llama.cpp) encodes and decodes exactly as ``tokenizer.arcade100k()``."""
+    """The GGUF's own tokenizer (llama.cpp) encodes and decodes exactly as ``tokenizer.arcade100k()``.
+
+    ``parity``: :func:`.study.tokenizer_parity`'s result; the released GGUF files (Sec. 5.1) carry Arcade100k.
+    """
     p = parity
     return ledger.measure(
         "quant.gguf_tokenizer", "the GGUF carries Arcade100k: llama.cpp encodes exactly as tokenizer.arcade100k()",
@@ -108,7 +112,7 @@ def degenerate(generated: list[dict[str, Any]]) -> bool:
 
 
 def framework_claim(ledger: Ledger, generated: list[dict[str, Any]], backends: dict[str, str]) -> Claim:
-    """The paper's three frameworks (llama.cpp, MLX, OpenVINO) each build and run the model here.
+    """The paper's three frameworks (llama.cpp, MLX, OpenVINO; Sec. 5) each build and run the model here.
 
     The claim is that each backend runs; whether the formats generate the same text is not claimed when
     the generations are degenerate (one token repeated), since such text cannot tell two outcomes apart.
@@ -128,7 +132,11 @@ def framework_claim(ledger: Ledger, generated: list[dict[str, Any]], backends: d
 
 
 def size_claims(ledger: Ledger, sizes: dict[str, int]) -> list[Claim]:
-    """Bytes on disk of the paper-size formats (:func:`arch.sizes`) vs the released files (shapes decide sizes)."""
+    """Bytes on disk of the paper-size formats (:func:`arch.sizes`) vs the released files (shapes decide).
+
+    The released files are those of Sec. 5.1 (sizes from the Hub listings, ``facts.yaml``); ours are
+    recorded in GB or MB (10⁹ or 10⁶ bytes) as the facts are.
+    """
     checkpoint_bytes, ov_bin_bytes = sizes["FP16_safetensors"], sizes.get("OV_INT4_bin")
     out = [ledger.measure(
         "quant.size_fp16", "fp16 safetensors of the 1.6B architecture vs the released 3.29 GB",
@@ -153,7 +161,11 @@ def size_claims(ledger: Ledger, sizes: dict[str, int]) -> list[Claim]:
 
 
 def speed_claims(ledger: Ledger, rows: list[dict[str, Any]], bandwidth: float) -> list[Claim]:
-    """Generation speed-ups of 4-bit formats on the 1.6B architecture vs "almost 2x"."""
+    """Generation speed-ups of 4-bit formats on the 1.6B architecture vs "almost 2x" (Sec. 5.2, Table 8).
+
+    ``rows``: :func:`.speed.speed_rows` of the paper-size formats; ``bandwidth`` in bytes/s. The ratio's
+    interval spans every pairing of the two formats' repeats. Table 8 itself is reported only.
+    """
     s = _by(rows)
     out = []
     for claim_id, low, high, what in (

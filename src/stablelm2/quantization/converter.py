@@ -46,7 +46,11 @@ class ConverterError(RuntimeError):
 
 
 def llama_cpp_version() -> str:
-    """The installed llama-cpp-python version (the converter must match it)."""
+    """The installed llama-cpp-python version (the converter must match it).
+
+    Raises:
+        ConverterError: llama-cpp-python is not installed.
+    """
     try:
         return md.version("llama-cpp-python")
     except md.PackageNotFoundError as exc:
@@ -54,7 +58,11 @@ def llama_cpp_version() -> str:
 
 
 def location() -> Path:
-    """Where the converter is (or will be) installed."""
+    """Where the converter is (or will be) installed: ``$STABLELM2_LLAMA_CPP_DIR`` when set.
+
+    Raises:
+        ConverterError: the variable is unset and llama-cpp-python is not installed.
+    """
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
@@ -62,11 +70,17 @@ def location() -> Path:
 
 
 def install_command() -> str:
+    """The shell command that installs the converter (shown in errors)."""
     return f"{Path(sys.executable).name} -m stablelm2.quantization.converter install"
 
 
 def script() -> Path:
-    """Path of ``convert_hf_to_gguf.py``; a clear error with the set-up command when it is missing."""
+    """Path of ``convert_hf_to_gguf.py``.
+
+    Raises:
+        ConverterError: the script or its ``conversion/`` package is missing (the message gives the
+            set-up command), or llama-cpp-python is not installed.
+    """
     path = location() / "convert_hf_to_gguf.py"
     if not path.is_file() or not (path.parent / "conversion").is_dir():
         raise ConverterError(
@@ -78,7 +92,12 @@ def script() -> Path:
 
 
 def download_sdist(dest: Path, version: str) -> Path:
-    """``pip download llama-cpp-python==<version> --no-binary :all: --no-deps`` into ``dest``."""
+    """``pip download llama-cpp-python==<version> --no-binary :all: --no-deps`` into ``dest``; the tarball.
+
+    Raises:
+        ConverterError: pip left no ``llama_cpp_python-<version>.tar.gz`` in ``dest`` (the message ends
+            with pip's stderr).
+    """
     cmd = [sys.executable, "-m", "pip", "download", f"llama-cpp-python=={version}", "--no-binary", ":all:",
            "--no-deps", "-d", str(dest)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -93,7 +112,12 @@ def install(sdist: Path | str | None = None, *, force: bool = False) -> Path:
     """Unpack the converter from the sdist (downloaded with pip unless given) into :func:`location`.
 
     The sdist's sha256 must equal :data:`SDIST_SHA256` for the installed llama-cpp-python version.
-    The target folder appears whole or not at all. Returns the folder.
+    The target folder appears whole or not at all. Returns the folder (unchanged when the converter
+    is already there and ``force`` is False).
+
+    Raises:
+        ConverterError: llama-cpp-python is missing or its version has no known sdist hash, the sdist
+            is missing, its sha256 differs, or it lacks one of :data:`PARTS`.
     """
     version = llama_cpp_version()
     if version not in SDIST_SHA256:
@@ -134,6 +158,12 @@ def convert(checkpoint: Path | str, out: Path | str, *, outtype: str = "f16", ti
 
     The GGUF is written to a temporary name beside ``out`` and moved into place only when the
     converter exits cleanly; on failure nothing is left and the error shows the converter's output.
+    ``timeout`` is in seconds (None: no limit).
+
+    Raises:
+        ConverterError: ``outtype`` is not in :data:`OUTTYPES`, the converter is not installed, or it
+            failed (non-zero exit or no output file).
+        subprocess.TimeoutExpired: the converter ran past ``timeout`` (nothing is left).
     """
     if outtype not in OUTTYPES:
         raise ConverterError(f"outtype {outtype!r} is not one the converter writes; choose one of {OUTTYPES}")
@@ -151,6 +181,14 @@ def convert(checkpoint: Path | str, out: Path | str, *, outtype: str = "f16", ti
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m stablelm2.quantization.converter install [--sdist F] [--force] | where``; exit status 0.
+
+    ``install`` prints the installed folder, ``where`` the converter's folder.
+
+    Raises:
+        ConverterError: as :func:`install` or :func:`script`.
+        SystemExit: bad arguments (argparse).
+    """
     ap = argparse.ArgumentParser(prog="python -m stablelm2.quantization.converter", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     ins = sub.add_parser("install", help="fetch the sdist from PyPI (or use --sdist) and unpack the converter")

@@ -38,6 +38,8 @@ class QuantError(ValueError):
 
 @dataclass(frozen=True)
 class Format:
+    """One format chapter 08 builds: its name, backend, nominal bits per weight and how it is made."""
+
     name: str
     backend: str
     """'torch' (the reference), 'gguf' (llama.cpp), 'openvino' or 'mlx'."""
@@ -55,10 +57,12 @@ class Format:
 
     @property
     def released(self) -> bool:
+        """Whether Stability released this format (one of ``facts: quant.formats``, Sec. 5.1)."""
         return self.released_as is not None and self.released_as in facts.value("quant.formats")
 
     @property
     def file_suffix(self) -> str:
+        """Suffix of the built file or folder: ``.gguf``, ``.ov``, ``.mlx`` (``""`` for the checkpoint)."""
         return {"gguf": ".gguf", "openvino": ".ov", "mlx": ".mlx", "torch": ""}[self.backend]
 
 
@@ -106,13 +110,22 @@ def get(name: str) -> Format:
 
 
 def llama_ftype(fmt: Format) -> int:
+    """The ``LLAMA_FTYPE_MOSTLY_*`` value ``llama_model_quantize`` takes for ``fmt``.
+
+    Raises:
+        QuantError: ``fmt`` is not a llama.cpp quantization type (not GGUF, or ``F16``).
+    """
     if fmt.backend != "gguf" or fmt.name == "F16":
         raise QuantError(f"{fmt.name} is not made by llama_model_quantize")
     return _ftype(GGUF_FTYPES[fmt.name])
 
 
 def check(names: tuple[str, ...] | list[str]) -> list[Format]:
-    """Validate a list of format names (all of them, before any work starts)."""
+    """Validate a list of format names (all of them, before any work starts); their :class:`Format` in order.
+
+    Raises:
+        QuantError: a name is unknown (the message suggests the nearest one) or listed twice.
+    """
     out = [get(n) for n in names]
     dup = {n for n in names if list(names).count(n) > 1}
     if dup:

@@ -199,7 +199,16 @@ def inspect(path: Path | str) -> GGUFInfo:
 
 
 def convert(checkpoint: Path | str, out: Path | str, *, outtype: str = "f16") -> Path:
-    """Checkpoint folder → GGUF (F16 by default) with llama.cpp's converter; the result is inspected."""
+    """Checkpoint folder → GGUF (F16 by default) with llama.cpp's converter; the result is inspected.
+
+    The F16 file is the source of the released GGUF formats (Sec. 5.1). ``outtype`` is one of
+    :data:`.converter.OUTTYPES`; returns ``out``.
+
+    Raises:
+        CheckpointError: ``checkpoint`` is not a complete StableLM folder.
+        ConverterError: the converter is not installed, ``outtype`` is unknown, or the converter failed.
+        GGUFError: the written file is not whole, or its pre-tokenizer is not ``stablelm2`` (Arcade100k).
+    """
     from . import converter
     from .checkpoint import check
 
@@ -213,7 +222,15 @@ def convert(checkpoint: Path | str, out: Path | str, *, outtype: str = "f16") ->
 
 
 def quantize(src: Path | str, dst: Path | str, fmt: str, *, threads: int = 2) -> Path:
-    """Quantize an F16/F32 GGUF to ``fmt`` with ``llama_model_quantize``; atomic, returns ``dst``."""
+    """Quantize an F16/F32 GGUF to ``fmt`` with ``llama_model_quantize``; atomic, returns ``dst``.
+
+    ``fmt`` is ``Q8_0`` or one of the released Q4_0, Q4_1, Q5_K_M (Sec. 5.1); ``threads`` CPU threads.
+
+    Raises:
+        QuantError: ``fmt`` is not a llama.cpp quantization type, or ``threads`` < 1.
+        GGUFError: ``src`` is not whole, not a stablelm model or already quantized, or the quantizer
+            failed (``dst`` is unchanged; the message carries llama.cpp's log).
+    """
     import llama_cpp
 
     spec = get(fmt)
@@ -268,6 +285,8 @@ class LlamaCppEngine:
 
     ``logits_all=True`` keeps every position's logits (perplexity); speed runs use ``False``, as
     llama-bench does, so prompt processing does not pay for the output layer at every position.
+    ``n_ctx`` is the context (and batch) length in tokens. A file that is not whole stops with
+    :class:`GGUFError` (from :func:`inspect`) before llama.cpp opens it.
     """
 
     backend = "gguf"
@@ -287,6 +306,7 @@ class LlamaCppEngine:
         self.n_vocab = self.llm.n_vocab()
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Token ids of ``text`` by the GGUF's own tokenizer (no BOS; ``special``: parse special tokens)."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 
     def detokenize(self, ids: list[int]) -> str:
@@ -315,6 +335,11 @@ class LlamaCppEngine:
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
     def logits(self, ids: list[int]) -> np.ndarray:
+        """Float32 logits ``[len(ids), n_vocab]`` of every position of ``ids``, from an empty KV cache.
+
+        Raises:
+            QuantError: the engine was opened with ``logits_all=False``.
+        """
         if not self.logits_all:
             raise QuantError("this engine was opened with logits_all=False; open it with logits_all=True")
         self.llm.reset()
@@ -322,13 +347,16 @@ class LlamaCppEngine:
         return np.array(self.llm.scores[: len(ids)], dtype=np.float32)
 
     def prefill(self, ids: list[int]) -> np.ndarray:
+        """Run ``ids`` from an empty KV cache; float32 logits ``[n_vocab]`` of the last position."""
         self.llm.reset()
         self.llm.eval(ids)
         return self._last()
 
     def step(self, token: int) -> np.ndarray:
+        """Append ``token`` to the KV cache; float32 logits ``[n_vocab]`` of the next position."""
         self.llm.eval([token])
         return self._last()
 
     def close(self) -> None:
+        """Free the llama.cpp model and context."""
         self.llm.close()

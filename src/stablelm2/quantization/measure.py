@@ -31,16 +31,33 @@ from ..config import Config
 
 
 class Engine(Protocol):
+    """One format opened for inference; ``vocab`` below is the model's output rows (padding rows included)."""
+
     backend: str
 
-    def logits(self, ids: list[int]) -> np.ndarray: ...
-    def prefill(self, ids: list[int]) -> np.ndarray: ...
-    def step(self, token: int) -> np.ndarray: ...
-    def close(self) -> None: ...
+    def logits(self, ids: list[int]) -> np.ndarray:
+        """Float32 logits ``[len(ids), vocab]`` of every position of ``ids``, from an empty cache."""
+        ...
+
+    def prefill(self, ids: list[int]) -> np.ndarray:
+        """Run ``ids`` from an empty KV cache; float32 logits ``[vocab]`` of the last position."""
+        ...
+
+    def step(self, token: int) -> np.ndarray:
+        """Append one token to the KV cache; float32 logits ``[vocab]`` of the next position."""
+        ...
+
+    def close(self) -> None:
+        """Release the model (the engine cannot be used afterwards)."""
+        ...
 
 
 class TorchEngine:
-    """The transformers checkpoint in fp32: the reference every format is compared with (on a GPU when there is one)."""
+    """The transformers checkpoint in fp32: the reference every format is compared with (GPU if any).
+
+    ``threads`` sets torch's CPU threads; ``device`` is ``"auto"`` (cuda when available, else cpu) or a
+    torch device name. Raises :class:`~.checkpoint.CheckpointError` when ``path`` is not a StableLM folder.
+    """
 
     backend = "torch"
 
@@ -66,15 +83,19 @@ class TorchEngine:
         return out.logits[0].float().cpu().numpy()
 
     def logits(self, ids: list[int]) -> np.ndarray:
+        """Float32 logits ``[len(ids), vocab]`` of every position of ``ids`` (a fresh KV cache)."""
         return self._run(ids, None)
 
     def prefill(self, ids: list[int]) -> np.ndarray:
+        """Run ``ids`` from a fresh KV cache; float32 logits ``[vocab]`` of the last position."""
         return self._run(ids, None)[-1]
 
     def step(self, token: int) -> np.ndarray:
+        """Append ``token`` to the last call's KV cache; float32 logits ``[vocab]`` of the next position."""
         return self._run([token], self._past)[-1]
 
     def close(self) -> None:
+        """Drop the model (its memory is freed once nothing else holds it)."""
         self.model = None
 
 
@@ -85,7 +106,12 @@ def heldout_windows(cfg: Config, *, n_tokens: int, window: int) -> list[list[int
     """Windows of ``window`` token ids (``n_tokens`` in all) from held-out sample documents.
 
     The held-out documents of every sample source under the project's one split rule
-    (:mod:`stablelm2.data.split`), in a fixed order, each opened by ``<|endoftext|>``, concatenated and cut.
+    (:mod:`stablelm2.data.split`), in a fixed order, each opened by ``<|endoftext|>``, concatenated and cut
+    into ``n_tokens // window`` windows (the remainder is dropped).
+
+    Raises:
+        ValueError: ``window`` < 2 or ``n_tokens`` < ``window``, or the held-out sample has fewer than
+            ``n_tokens`` tokens (lower ``quant.ppl_tokens`` or raise ``data.val_fraction``).
     """
     from .. import tokenizer
     from ..data import sample, split
@@ -153,7 +179,7 @@ def compare(engines: dict[str, Engine], reference: Engine, windows: list[list[in
 
 
 def greedy(engine: Engine, prompt: list[int], n: int) -> list[int]:
-    """``n`` greedily generated token ids after ``prompt``."""
+    """``n`` greedily generated token ids after ``prompt`` (argmax of each step's logits, KV cache kept)."""
     logits = engine.prefill(prompt)
     out = []
     for _ in range(n):
@@ -168,7 +194,12 @@ def speed(engine: Engine, prompt: list[int], gen_tokens: int, *, repeats: int = 
 
     Best of ``repeats`` (other processes only ever slow a run down), after one untimed warm-up; every
     repeat's generation rate is kept in ``tg_all`` (its spread is the run-to-run noise); also the greedily
-    generated ids (the same in every repeat).
+    generated ids (the same in every repeat). Rates are in tokens per second of wall time; the analogue
+    of the paper's throughput (Sec. 5.2, Table 8). Returns ``pp_tok_s``, ``tg_tok_s``, ``tg_all``,
+    ``prompt_tokens``, ``gen_tokens``, ``repeats`` and ``generated``.
+
+    Raises:
+        ValueError: ``prompt`` is empty or ``gen_tokens`` < 1.
     """
     if gen_tokens < 1 or len(prompt) < 1:
         raise ValueError("speed needs a non-empty prompt and at least one generated token")
@@ -192,7 +223,13 @@ def speed(engine: Engine, prompt: list[int], gen_tokens: int, *, repeats: int = 
 
 
 def bandwidth_bound(*, bytes_per_token: float, bandwidth: float) -> float:
-    """Upper bound on decode tokens/s: every weight is read once per token at ``bandwidth`` bytes/s."""
+    """Upper bound on decode tokens/s: every weight is read once per token at ``bandwidth`` bytes/s.
+
+    ``bytes_per_token`` is in bytes (e.g. :attr:`.gguf_io.GGUFInfo.bytes_per_token`).
+
+    Raises:
+        ValueError: either argument is not positive.
+    """
     if bytes_per_token <= 0 or bandwidth <= 0:
         raise ValueError("bytes_per_token and bandwidth must be positive")
     return bandwidth / bytes_per_token

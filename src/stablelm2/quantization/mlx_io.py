@@ -42,7 +42,15 @@ def available() -> tuple[bool, str]:
 
 
 def export(checkpoint: Path | str, out: Path | str, fmt: str = "MLX_Q4") -> Path:
-    """Checkpoint folder → MLX folder quantized to 4 bits; the folder appears whole or not at all."""
+    """Checkpoint folder → MLX folder quantized to 4 bits; the folder appears whole or not at all.
+
+    4-bit affine quantization in groups of :data:`.formats.MLX_GROUP` weights (mlx_lm's default), for the
+    MLX row of the paper's throughput table (Sec. 5.2, Table 8), here on MLX's CPU build. Returns ``out``.
+
+    Raises:
+        QuantError: ``fmt`` is not an MLX format (``MLX_Q4``).
+        CheckpointError: ``checkpoint`` is not a complete StableLM folder.
+    """
     spec = get(fmt)
     if spec.backend != "mlx":
         raise QuantError(f"{fmt} is not an MLX format; use MLX_Q4")
@@ -63,7 +71,10 @@ def folder_bytes(path: Path | str) -> int:
 
 
 class MLXEngine:
-    """An MLX model folder behind the common engine interface (prompt cache for generation)."""
+    """An MLX model folder behind the common engine interface (prompt cache for generation).
+
+    Raises :class:`MLXError` when ``path`` lacks ``config.json`` or ``*.safetensors``.
+    """
 
     backend = "mlx"
 
@@ -88,16 +99,20 @@ class MLXEngine:
         return np.array(out[0])
 
     def logits(self, ids: list[int]) -> np.ndarray:
+        """Float32 logits ``[len(ids), vocab]`` of every position of ``ids`` (no cache)."""
         return self._forward(ids, None)
 
     def prefill(self, ids: list[int]) -> np.ndarray:
+        """Run ``ids`` into a fresh prompt cache; float32 logits ``[vocab]`` of the last position."""
         self._cache = self._make_cache(self.model)
         return self._forward(ids, self._cache)[-1]
 
     def step(self, token: int) -> np.ndarray:
+        """Append ``token`` to :meth:`prefill`'s cache; float32 logits ``[vocab]`` of the next position."""
         return self._forward([token], self._cache)[-1]
 
     def close(self) -> None:
+        """Drop the model and its cache."""
         self.model = None
         self._cache = None
 

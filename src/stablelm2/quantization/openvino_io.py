@@ -90,7 +90,14 @@ def trace(model: Any):
 
 
 def compress(ov_model: Any, fmt: str) -> Any:
-    """NNCF weight compression of a traced model for ``OV_INT8`` / ``OV_INT4``; other formats unchanged."""
+    """NNCF weight compression of a traced model for ``OV_INT8`` / ``OV_INT4``; other formats unchanged.
+
+    ``OV_INT4`` is the released "INT4 for OpenVINO quantized with NNCF" (Sec. 5.1): INT4 asymmetric in
+    groups of :data:`.formats.INT4_GROUP` weights, embeddings and output layer INT8.
+
+    Raises:
+        QuantError: ``fmt`` is not a known OpenVINO format.
+    """
     spec = get(fmt)
     if spec.backend != "openvino":
         raise QuantError(f"{fmt} is not an OpenVINO format")
@@ -121,7 +128,12 @@ def save(ov_model: Any, out: Path | str, fmt: str, meta: dict[str, Any]) -> Path
 
 
 def export(checkpoint: Path | str, out: Path | str, fmt: str) -> Path:
-    """Checkpoint folder → OpenVINO IR folder in ``fmt`` (OV_FP32, OV_FP16, OV_INT8 or OV_INT4)."""
+    """Checkpoint folder → OpenVINO IR folder ``out`` in ``fmt`` (OV_FP32, OV_FP16, OV_INT8 or OV_INT4).
+
+    Raises:
+        QuantError: ``fmt`` is not an OpenVINO format.
+        CheckpointError: ``checkpoint`` is not a complete StableLM folder.
+    """
     spec = get(fmt)
     if spec.backend != "openvino":
         raise QuantError(f"{fmt} is not an OpenVINO format; use one of OV_FP32, OV_FP16, OV_INT8, OV_INT4")
@@ -135,7 +147,11 @@ def export(checkpoint: Path | str, out: Path | str, fmt: str) -> Path:
 
 
 class OpenVINOEngine:
-    """An OpenVINO IR on the CPU plugin (f32 inference precision) with the explicit KV cache."""
+    """An OpenVINO IR on the CPU plugin (f32 inference precision) with the explicit KV cache.
+
+    ``threads``: ``INFERENCE_NUM_THREADS``; ``precision``: ``INFERENCE_PRECISION_HINT``. Raises
+    :class:`OpenVINOError` when ``model.xml`` or ``model.bin`` is missing from ``path``.
+    """
 
     backend = "openvino"
 
@@ -177,15 +193,19 @@ class OpenVINOEngine:
         return [np.zeros((1, self.n_heads, 0, self.head_dim), np.float32) for _ in range(2 * self.n_layers)]
 
     def logits(self, ids: list[int]) -> np.ndarray:
+        """Float32 logits ``[len(ids), vocab]`` of every position of ``ids``, from an empty KV cache."""
         return np.array(self._run(ids, self._empty(), 0), dtype=np.float32)
 
     def prefill(self, ids: list[int]) -> np.ndarray:
+        """Run ``ids`` from an empty KV cache; float32 logits ``[vocab]`` of the last position."""
         return np.array(self._run(ids, self._empty(), 0)[-1], dtype=np.float32)
 
     def step(self, token: int) -> np.ndarray:
+        """Append ``token`` to the last call's KV cache; float32 logits ``[vocab]`` of the next position."""
         return np.array(self._run([token], self._past, self._n)[-1], dtype=np.float32)
 
     def close(self) -> None:
+        """Release the compiled model and its infer request."""
         self.request = None
         self.compiled = None
 

@@ -1,4 +1,4 @@
-"""Chapter 08 · The shapes of the quantization study's results and of the chapter's ``metrics.json`` (Sec. 6).
+"""Chapter 08 · The shapes of the quantization study's results and of the chapter's ``metrics.json`` (Sec. 5).
 
 ``TypedDict`` s (plain dicts at run time, checked by the type checker): :class:`QualityRow`
 (:func:`.study.quality`), :class:`TokenizerParity` (:func:`.study.tokenizer_parity`),
@@ -33,7 +33,7 @@ class QualityRow(TypedDict):
 
 
 class TokenizerParity(TypedDict):
-    """llama.cpp's tokenizer reading the GGUF against Arcade100k on the sample documents (Sec. 6)."""
+    """llama.cpp's tokenizer reading the GGUF against Arcade100k on the sample documents (Sec. 5.1)."""
 
     pre_tokenizer: str | None
     gguf_vocab: int | None

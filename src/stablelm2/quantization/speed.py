@@ -29,7 +29,11 @@ from .formats import get
 
 
 def bytes_per_token(fmt: str, path: Path | str) -> int:
-    """Bytes of weights one generated token reads in format ``fmt``."""
+    """Bytes of weights one generated token reads in format ``fmt`` (all but the embedding table;
+    the GGUF count adds its one row).
+
+    The FP32 reference counts 4 bytes per weight of its safetensors (it runs in fp32 whatever they store).
+    """
     spec = get(fmt)
     if spec.backend == "gguf":
         from .gguf_io import inspect
@@ -74,7 +78,12 @@ def generations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def speed_rows(cfg: Config, paths: dict[str, Path | str], *, bandwidth: float, progress: bool = True) -> list[dict[str, Any]]:
-    """One row per format: size, bytes/token, pp and tg tokens/s, bandwidth bound and the fraction reached."""
+    """One row per format: size, bytes/token, pp and tg tokens/s, bandwidth bound and the fraction reached.
+
+    The analogue of the paper's throughput table (Sec. 5.2, Table 8). ``bandwidth`` is the measured
+    memory bandwidth in bytes/s; sizes are in bytes, rates in tokens per second (best of
+    ``cfg.quant.speed_repeats``), ``frac_of_bound`` is 0–1 for a rate under the bound.
+    """
     q = cfg.quant
     prompt = prompt_ids(cfg, q.prompt_tokens)
     rows = []

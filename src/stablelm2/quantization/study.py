@@ -79,7 +79,15 @@ def random_checkpoint(cfg: Config) -> Path:
 
 
 def resolve_model(cfg: Config, model: str) -> Path:
-    """A local checkpoint folder for a ``cfg.quant.models`` entry (building or downloading it if needed)."""
+    """A local checkpoint folder for a ``cfg.quant.models`` entry (building or downloading it if needed).
+
+    ``"random"``, ``"pretrained"`` and ``"dpo"`` are the chapters' own models; a Hub id (``owner/name``)
+    is downloaded (config, tokenizer and safetensors files only).
+
+    Raises:
+        ConfigError: ``model`` is neither a local model name nor a Hub id, or it is a Hub id while
+            ``run.offline`` is True.
+    """
     if model == "random":
         return random_checkpoint(cfg)
     if model == "pretrained":
@@ -120,7 +128,12 @@ def quantize(cfg: Config, model: str, *, progress: bool = True) -> dict[str, Pat
 
 
 def quality(cfg: Config, paths: dict[str, Path], *, progress: bool = True) -> list[QualityRow]:
-    """Perplexity, KL(fp32 ‖ format) and top-1 agreement of every format on the same held-out windows."""
+    """Perplexity, KL(fp32 ‖ format) and top-1 agreement of every format on the same held-out windows.
+
+    ``paths`` is :func:`quantize`'s ``{format: path}`` (``FP32`` included). One row per format: KL in
+    nats per token, ``ppl_vs_fp32_pct`` in percent, ``bytes_on_disk`` in bytes. The paper asks users to
+    assess this degradation themselves (Sec. 5.2).
+    """
     from .. import tokenizer
 
     q = cfg.quant

@@ -28,7 +28,7 @@ byte are below the unigram model's.
 **The proxy.** The preset's model at width ``train.ablation_d_model``, trained
 ``train.ablation_steps`` steps of ``train.ablation_batch_tokens`` with the preset's schedule shape
 scaled to that length. With ``train.ablation_vocab`` = *K* > 0 its output layer is a *shortlist*
-(:class:`Shortlist`): the *K* most frequent tokens of the training split, plus one class for all
+(:class:`Reference`): the *K* most frequent tokens of the training split, plus one class for all
 others whose tokens then take their unigram share of that class — a proper distribution over the
 whole Arcade100k vocabulary, so its bits per byte compare with the unigram model's directly. The
 ~100k-way softmax is what a step of a small model spends its time on; the shortlist makes a run
@@ -87,6 +87,8 @@ def enabled(cfg: Config) -> bool:
 
 
 def not_run_message() -> str:
+    """The notebook's markdown when the ablations do not run: the paper's scale (App. A: ~1B models,
+    ~100B tokens, from ``facts.yaml``) and where the small-scale runs and the plan are."""
     n, tok = F.get("appendix.ablation_model_params"), F.get("appendix.ablation_tokens")
     return (f"**Not run at this preset** (`train.ablation_steps = 0`): the paper's ablations trained "
             f"~{n.value / 1e9:g}B-parameter models on ~{tok.value / 1e9:g}B tokens each ({', '.join(n.source)}, "
@@ -133,7 +135,13 @@ def proxy_config(cfg: Config, *, steps: int | None = None, batch_tokens: int | N
 
 
 def check(cfg: Config) -> None:
-    """Fail early (before any training) if a study's configuration, seeds or batch layout is invalid."""
+    """Fail early (before any training) if a study's configuration, seeds or batch layout is invalid.
+
+    Raises:
+        ConfigError: fewer than one seed, ``train.ablation_steps`` = 0, or ``train.ablation_vocab`` < 0
+            (from :func:`seeds`, :func:`proxy_config` or here).
+        LayoutError: a batch study's global batch does not divide into the proxy's micro-batches.
+    """
     seeds(cfg)
     for kind in SCHEDULES:
         proxy_config(cfg, kind=kind)

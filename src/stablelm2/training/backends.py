@@ -48,7 +48,13 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 def resolve(cfg: Config, device: torch.device) -> str:
-    """``train.backend`` with ``auto`` resolved: DeepSpeed on CUDA when installed (and ZeRO asked for), else torch."""
+    """``train.backend`` with ``auto`` resolved: DeepSpeed on CUDA if installed (and ZeRO asked), else torch.
+
+    Returns ``"torch"`` or ``"deepspeed"``; the paper trains with ZeRO stage 1 (Sec. 2.4).
+
+    Raises:
+        ConfigError: ``train.backend = 'deepspeed'`` on a device that is not CUDA.
+    """
     choice = cfg.train.backend
     if choice == "auto":
         if device.type == "cuda" and cfg.train.zero_stage >= 1:
@@ -84,14 +90,17 @@ class TorchZero:
         self.model = accelerator.prepare_model(LossModule(self.raw))  # forward → (loss sum, targets)
 
     def micro(self, last: bool) -> contextlib.AbstractContextManager:
+        """Context for one micro-batch: DDP's ``no_sync`` (no gradient all-reduce) unless ``last``."""
         if last or self.acc.num_processes == 1:
             return contextlib.nullcontext()
         return self.acc.no_sync(self.model)
 
     def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradients of the scalar ``loss`` (summed loss × world / the global target count)."""
         loss.backward()
 
     def step(self, max_norm: float) -> float:
+        """Clip the gradients' global 2-norm to ``max_norm``, step AdamW, zero them; the unclipped norm."""
         norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -104,9 +113,11 @@ class TorchZero:
         return self.optimizer.state_dict() if self.acc.is_main_process else None
 
     def load_optimizer_state(self, state: dict[str, Any], path: Path) -> None:
+        """Load a full optimizer state (as :meth:`optimizer_state` returned it; ``path`` is unused here)."""
         self.optimizer.load_state_dict(state)
 
     def weights(self) -> dict[str, torch.Tensor]:
+        """The transformers model's state dict (name → tensor; the live tensors, not copies)."""
         return self.raw.state_dict()
 
 
@@ -125,26 +136,35 @@ class DeepSpeedZero:
         self.raw = model  # same parameters as the wrapped LossModule, and the same state-dict keys
 
     def micro(self, last: bool) -> contextlib.AbstractContextManager:
+        """accelerate's ``accumulate`` context (DeepSpeed counts micro-batches itself; ``last`` unused)."""
         return self.acc.accumulate(self.model)
 
     def backward(self, loss: torch.Tensor) -> None:
+        """Backward of ``loss`` × ``grad_accum`` through DeepSpeed (it steps at the accumulation boundary)."""
         # DeepSpeed divides by its gradient_accumulation_steps; the engine's loss is already normalised.
         self.acc.backward(loss * self.grad_accum)
 
     def step(self, max_norm: float) -> float:
+        """The gradient norm accelerate's ``clip_grad_norm_`` reports (NaN when it reports none).
+
+        DeepSpeed already clipped (``gradient_clipping`` of the JSON) and stepped in :meth:`backward`.
+        """
         # accelerate's backward ran engine.step() (clipping from the JSON, update, zero_grad) at the boundary
         norm = self.acc.clip_grad_norm_(self.model.parameters(), max_norm)
         return float(norm) if norm is not None else float("nan")
 
     def optimizer_state(self, into: Path | None) -> dict[str, Any] | None:
+        """Collective: DeepSpeed writes its ZeRO shards under ``into`` (tag ``zero``); a marker on rank 0."""
         self.model.save_checkpoint(str(into), tag="zero")
         return {"deepspeed": "zero"} if self.acc.is_main_process else None
 
     def load_optimizer_state(self, state: dict[str, Any], path: Path) -> None:
+        """Collective: load the ZeRO shards from ``path / "deepspeed"`` (``state`` is the marker, unused)."""
         self.model.load_checkpoint(str(path / "deepspeed"), tag="zero", load_module_strict=True,
                                    load_optimizer_states=True, load_lr_scheduler_states=False)
 
     def weights(self) -> dict[str, torch.Tensor]:
+        """The full model state dict gathered by accelerate (name → tensor)."""
         return self.acc.get_state_dict(self.model)
 
 

@@ -111,10 +111,12 @@ def _digest(pkg_dir: Path | None) -> str:
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
+    """sha256 (hex) of an :func:`identity` as JSON with sorted keys (run names, ``meta.json``'s check)."""
     return sha256_json(ident)
 
 
 def step_dir(root: Path, step: int) -> Path:
+    """The folder of checkpoint ``step`` under ``root``: ``step_`` and the step zero-padded to 7 digits."""
     return Path(root) / f"step_{step:07d}"
 
 
@@ -143,7 +145,11 @@ def save(root: Path, step: int, *, model_state: dict[str, torch.Tensor], optimiz
     """Write checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints. Returns its folder.
 
     ``extra_files`` (name → existing file or folder) are moved in as well, e.g. an engine's own
-    optimizer shards; they are hashed like the rest.
+    optimizer shards; they are hashed like the rest. Older checkpoints are deleted only after the
+    new one is in place (``keep`` ≤ 0 keeps them all).
+
+    Raises:
+        CheckpointError: checkpoint ``step`` already exists under ``root`` (nothing is written).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -186,7 +192,16 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 
 def verify(path: Path, expected_identity: dict[str, Any]) -> dict[str, Any]:
-    """Check that ``path`` is complete, undamaged and from this run; return its ``meta.json``."""
+    """Check that ``path`` is complete, undamaged and from this run; return its ``meta.json``.
+
+    Every file is re-hashed against ``meta.json`` and the identity's fingerprint compared with
+    ``expected_identity``'s.
+
+    Raises:
+        CheckpointError: ``meta.json`` is missing or unreadable, a file is unlisted, missing or fails its
+            sha256, or the checkpoint is from another run (the message lists up to 8 differing fields and
+            says what to delete).
+    """
     path = Path(path)
     meta_file = path / "meta.json"
     others = [p.name for _, p in all_checkpoints(path.parent) if p != path]
@@ -262,6 +277,8 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
 
 @dataclass
 class Loaded:
+    """A checkpoint read back by :func:`load`: its folder, step, the three states and ``meta.json``."""
+
     path: Path
     step: int
     model_state: dict[str, torch.Tensor]
@@ -271,7 +288,10 @@ class Loaded:
 
 
 def load(path: Path, expected_identity: dict[str, Any], *, verified: bool = False) -> Loaded:
-    """Verify (unless already ``verified``) and read a checkpoint."""
+    """Verify (unless already ``verified``) and read a checkpoint (tensors on the CPU).
+
+    Raises :class:`CheckpointError` as :func:`verify`.
+    """
     path = Path(path)
     meta = verify(path, expected_identity) if not verified else json.loads((path / "meta.json").read_text())
     return Loaded(

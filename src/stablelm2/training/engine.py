@@ -2,7 +2,7 @@
 
 Stable LM 2 was trained with data parallelism and ZeRO stage 1 (optimizer state sharded across
 the 512 GPUs), AdamW (β = 0.9, 0.95, ε = 1e-8, weight decay 0.1), gradient clipping at 1.0, bf16
-mixed precision with the cross-entropy in fp32, the hybrid schedule of §5 and packed sequences
+mixed precision with the cross-entropy in fp32, the hybrid schedule of Sec. 2.5 and packed sequences
 whose attention does not cross documents. :func:`train` is that loop, and the same loop runs at
 every scale:
 
@@ -90,10 +90,11 @@ IGNORE = -100
 
 
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy and the number of target tokens.
+    """Summed next-token cross-entropy (nats, float64 scalar) and the number of target tokens.
 
-    Each token's loss is computed in fp32 and the sum over tokens accumulated in float64 (a loss sum,
-    later a perplexity, is never reduced in fp32). ``labels`` follows transformers' convention: the
+    ``logits`` ``[batch, seq, vocab]``, ``labels`` ``[batch, seq]``. Each token's loss is computed in
+    fp32 and the sum over tokens accumulated in float64 (a loss sum, later a perplexity, is never
+    reduced in fp32). ``labels`` follows transformers' convention: the
     same positions as ``input_ids`` (shifted here), ``-100`` where no loss is taken.
     """
     targets = torch.full_like(labels, IGNORE)
@@ -168,7 +169,10 @@ def _broadcast(obj: Any, world: int) -> Any:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, sets: dict[str, list[dict[str, torch.Tensor]]], device: torch.device,
              rank: int = 0, world: int = 1) -> Validation:
-    """Held-out loss per domain and overall (token-weighted), batches sharded over the processes."""
+    """Held-out loss per domain and overall (token-weighted), batches sharded over the processes (collective).
+
+    Losses are mean nats per target token; ``val_tokens`` counts the targets; ``val_loss`` is NaN with none.
+    """
     names = sorted(sets)
     sums = torch.zeros(len(names), dtype=torch.float64, device=device)
     counts = torch.zeros(len(names), dtype=torch.float64, device=device)
@@ -247,6 +251,17 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
     ``stop_at``: end this job after that step with a checkpoint there, leaving the run unfinished
     (no ``history.json``, no model) for the next job to resume — a SLURM job chain under a time
     limit; the returned history then has ``paused_at`` and no ``summary``.
+    Losses are mean nats per target token of the global batch; the schedule is Eq. 1 (Sec. 2.5) when
+    ``schedule.kind`` is ``hybrid``; ZeRO-1 as the paper's run (Sec. 2.4).
+
+    Raises:
+        ConfigError: ``stop_at`` < 1, or the backend or the tracker cannot run here.
+        CheckpointError: ``out_dir`` holds checkpoints and ``resume`` is False, the newest checkpoint is
+            damaged or from another configuration, its metrics log does not match, or ``stop_at`` is not
+            after it (nothing is overwritten).
+        LayoutError: the global batch does not divide over the processes (:func:`.layout.from_config`).
+        RuntimeError: a global batch has no target tokens (every label is ``-100``).
+        FloatingPointError: the loss is not finite (lower ``schedule.peak_lr`` or check the data).
     """
     from .. import model as model_lib
 
@@ -475,7 +490,11 @@ def _save_final(raw: torch.nn.Module, weights: dict[str, torch.Tensor], out: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stablelm2.training.engine --config run.json --out DIR`` (what :func:`launch.spawn` runs)."""
+    """``python -m stablelm2.training.engine --config run.json --out DIR`` (what :func:`launch.spawn` runs).
+
+    Returns the exit status: 0, or 2 after printing a ``CheckpointError``, ``ConfigError`` or
+    ``LayoutError`` to stderr; other errors propagate.
+    """
     ap = argparse.ArgumentParser(prog="python -m stablelm2.training.engine")
     ap.add_argument("--config", type=Path, required=True, help="JSON written by launch.spawn: config, weights, …")
     ap.add_argument("--out", type=Path, required=True)

@@ -12,7 +12,8 @@ logits to form ``softmax − one-hot`` and both gradients from it. That costs on
 The numbers are the same objective as :func:`stablelm2.training.engine.token_loss` (per-token loss
 in fp32, summed in float64, transformers' ``-100`` convention), equal up to fp32 rounding (the
 tests hold both to 1e-5 relative). Under ``torch.autocast`` the head's matmuls run in the autocast
-dtype and the log-sum-exp and softmax in fp32 (the paper's "cross-entropy in fp32", §4).
+dtype and the log-sum-exp and softmax in fp32 (the released training config's cross-entropy in
+full precision, FACTS.md §3; the paper's training layout is Sec. 2.4).
 
 >>> import torch
 >>> from stablelm2.training import head_loss
@@ -149,6 +150,10 @@ class LossModule(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed next-token loss (nats, float64 scalar) and target count of ``input_ids`` [B, S].
+
+        ``position_ids`` and ``labels`` are [B, S]; positions restart at each packed document.
+        """
         if self.fused:
             hidden = self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
             return token_loss(hidden, self.lm_head.weight, labels)

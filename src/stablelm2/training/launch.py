@@ -60,7 +60,11 @@ class LaunchError(RuntimeError):
 
 
 def command(nproc: int, spec: Path, out_dir: Path, *, resume: bool = True, progress: bool = True) -> list[str]:
-    """The command line that runs the engine on ``nproc`` local processes."""
+    """The command line that runs the engine on ``nproc`` local processes (torchrun for more than one).
+
+    Raises:
+        LaunchError: ``nproc`` < 1.
+    """
     if nproc < 1:
         raise LaunchError(f"nproc = {nproc} must be at least 1")
     tail = ["-m", ENGINE_MODULE, "--config", str(spec), "--out", str(out_dir)]
@@ -117,7 +121,14 @@ def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> list[int]:
 def spawn(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, float] | None = None,
           resume: bool = True, progress: bool = True,
           echo: bool = True) -> History:
-    """Run the engine on ``nproc`` local processes to the end; return its history (:func:`.metrics.load_history`)."""
+    """Run the engine on ``nproc`` local processes to the end; its history (:func:`.metrics.load_history`).
+
+    ``echo`` streams the run's output (torchrun's warnings left out).
+
+    Raises:
+        LaunchError: the run exited non-zero (the message carries the engine's error line, a worker's
+            exception, or the last lines of its output).
+    """
     proc = start(cfg, out_dir, nproc, weights=weights, resume=resume, progress=progress)
     tail: list[str] = []
     assert proc.stdout is not None
@@ -248,15 +259,19 @@ class DataParallelUnit:
         self.world = world
 
     def get_data_parallel_world_size(self) -> int:
+        """``world``: every rank is a data-parallel rank."""
         return self.world
 
     def get_data_parallel_rank(self) -> int:
+        """0: the check runs as the first rank."""
         return 0
 
     def get_model_parallel_world_size(self) -> int:
+        """1: no model parallelism (the paper needs no model sharding, Sec. 2.4)."""
         return 1
 
     def get_model_parallel_rank(self) -> int:
+        """0: the only model-parallel rank."""
         return 0
 
 
@@ -297,7 +312,11 @@ def validate_accelerate(path: Path, slurm_path: Path | None = None, cfg: Config 
     other (and with ``cfg``'s cluster): process and machine counts, the DeepSpeed file it names.
 
     Only public accelerate functions are used; ``accelerate launch`` itself runs the scaled-down
-    script under a real SLURM in ``tests/test_training_launchers.py``.
+    script under a real SLURM in ``tests/test_training_launchers.py``. Returns what was parsed.
+
+    Raises:
+        LaunchError: accelerate refuses the config file or the launch arguments, the SLURM script has no
+            ``accelerate launch``, or the files disagree (each problem named).
     """
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.commands.launch import launch_command_parser
@@ -360,6 +379,10 @@ def validate_slurm(path: Path, cfg: Config) -> dict[str, Any]:
 
     ``sbatch`` parses the script for real in ``tests/test_training_launchers.py``, which submits the
     same generator's script, scaled to one CPU node, to a one-node SLURM cluster.
+
+    Raises:
+        LaunchError: ``bash -n`` refuses the script, ``--nodes`` × GPUs (or processes) per node is not the
+            config's cluster, or ``--time`` is not ``D-HH:MM:SS``.
     """
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:

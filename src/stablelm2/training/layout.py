@@ -62,6 +62,7 @@ class BatchLayout:
                 f"{self.seq_len:,} tokens ({self.global_batch_seqs:,} sequences per step)")
 
     def to_dict(self) -> dict[str, Any]:
+        """The five fields plus ``global_batch_seqs`` (sequences per step), for JSON."""
         return {**asdict(self), "global_batch_seqs": self.global_batch_seqs}
 
 
@@ -72,7 +73,12 @@ def _positive(name: str, value: Any) -> int:
 
 
 def solve(global_batch_tokens: int, *, seq_len: int, n_procs: int, micro_batch: int) -> BatchLayout:
-    """The gradient accumulation that makes ``global_batch_tokens`` exactly; :class:`LayoutError` if none does."""
+    """The gradient accumulation that makes ``global_batch_tokens`` exactly; :class:`LayoutError` if none.
+
+    The paper's layout (Sec. 2.4, Table 3, App. D) is ``solve(8_388_608, seq_len=4096, n_procs=512,
+    micro_batch=2)``: accumulation 2. ``seq_len`` is in tokens. The :class:`LayoutError` names a
+    non-positive argument, or suggests micro-batches and process counts that do divide.
+    """
     g = _positive("global_batch_tokens", global_batch_tokens)
     s = _positive("seq_len", seq_len)
     p = _positive("n_procs", n_procs)
@@ -101,6 +107,9 @@ def solve(global_batch_tokens: int, *, seq_len: int, n_procs: int, micro_batch: 
 
 
 def from_config(cfg: Config, n_procs: int | None = None) -> BatchLayout:
-    """The layout of ``cfg`` on ``n_procs`` processes (default: ``cfg.train.n_procs``, the paper's cluster)."""
+    """The layout of ``cfg`` on ``n_procs`` processes (default: ``cfg.train.n_procs``).
+
+    Raises :class:`LayoutError` as :func:`solve`.
+    """
     return solve(cfg.train.global_batch_tokens, seq_len=cfg.data.seq_len,
                  n_procs=cfg.train.n_procs if n_procs is None else n_procs, micro_batch=cfg.train.micro_batch)

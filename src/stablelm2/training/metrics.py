@@ -84,12 +84,19 @@ class MetricsLog:
         os.fsync(self._fh.fileno())
 
     def close(self) -> None:
+        """Close the file (flushed, not fsynced); a second call does nothing."""
         if not self._fh.closed:
             self._fh.close()
 
 
 def check_resumable(path: Path | str, offset: int) -> None:
-    """Refuse (before any work) to resume when the log is gone or shorter than the checkpoint recorded."""
+    """Refuse (before any work) to resume when the log is gone or shorter than the checkpoint recorded.
+
+    ``offset`` is the log's length in bytes at the checkpoint (:attr:`MetricsLog.offset`).
+
+    Raises:
+        MetricsLogError: ``path`` is missing or holds fewer than ``offset`` bytes.
+    """
     path = Path(path)
     if not path.is_file():
         raise MetricsLogError(f"{path} is missing, but the checkpoint's run logged {offset:,} bytes of metrics to "
@@ -147,6 +154,7 @@ class Totals:
         self.last_loss = float(s.get("last_loss", math.nan))
 
     def add(self, rec: StepRecord) -> None:
+        """Count one step record (step 1's tokens/s is kept apart: it includes the warm-up)."""
         self.steps += 1
         self.lr_sum += rec["lr"]
         self.last_loss = rec["loss"]
@@ -158,13 +166,16 @@ class Totals:
 
     @property
     def tokens_per_s(self) -> float:
+        """Mean tokens/s over steps 2 onward (step 1's rate when it is the only step; NaN before any)."""
         return self.tps_sum / self.tps_n if self.tps_n else self.first_tps
 
     @property
     def mean_lr(self) -> float:
+        """Mean learning rate over the steps counted (NaN before any)."""
         return self.lr_sum / self.steps if self.steps else math.nan
 
     def state(self) -> dict[str, float]:
+        """The sums as a JSON-able dict (what a checkpoint stores; ``Totals(state)`` restores them)."""
         return {"steps": self.steps, "lr_sum": self.lr_sum, "tps_sum": self.tps_sum, "tps_n": self.tps_n,
                 "first_tps": self.first_tps, "last_loss": self.last_loss}
 
@@ -202,7 +213,8 @@ def start_tracking(acc: Any, cfg: Any, *, first_step: int, **extra: Any) -> None
     """Open the run's tracker on the main process (``accelerate``'s ``init_trackers``; no-op without one).
 
     A resumed TensorBoard run purges the events at and after ``first_step`` that a killed job wrote
-    past its checkpoint, so the curves show each step once. W&B runs offline unless at ``paper``.
+    past its checkpoint, so the curves show each step once. W&B runs offline when ``run.offline`` is set
+    (always below ``paper``).
     """
     if cfg.train.trackers == "none":
         return

@@ -30,7 +30,11 @@ from . import layout as layout_lib
 
 
 def build(cfg: Config, *, tflops: float | None = None) -> dict[str, Any]:
-    """Resolve ``cfg``'s run into numbers; ``tflops`` per GPU defaults to the paper's 170."""
+    """Resolve ``cfg``'s run into numbers; ``tflops`` per GPU defaults to the paper's 170 (Sec. 2.4).
+
+    Units are in the keys or the :func:`table` rows: tokens, steps, FLOP per token, GPU-hours, days,
+    USD, W, MWh, tCO2eq (Sec. 7). Raises :class:`~.layout.LayoutError` when the batch does not divide.
+    """
     lay = layout_lib.from_config(cfg)
     s, t = cfg.schedule, cfg.train
     tokens = t.steps * lay.global_batch_tokens
@@ -87,6 +91,9 @@ def claims(ledger: Ledger, p: dict[str, Any]) -> list[Claim]:
     The solver's gradient accumulation is this chapter's derivation. The global batch, cool-down
     tokens and two-epoch total are the paper's own arithmetic (chapter 00) and the GPU-hours are
     chapter 09's fit: referenced here, recorded once there.
+
+    Raises:
+        ValueError: ``p`` was not built from the ``paper`` preset.
     """
     if p["preset"] != "paper":
         raise ValueError("plan.claims compares the paper preset's plan with the paper; build it from config.load('paper')")

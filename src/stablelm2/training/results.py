@@ -1,5 +1,5 @@
 """Chapter 05 · What the engine returns and writes: the shapes of a run's history, its step and eval
-records and its summary (Sec. 3, App. D).
+records and its summary (Sec. 2, App. D).
 
 They are ``TypedDict`` s because they round-trip through JSON unchanged — ``history.json`` holds the
 :class:`History` without its ``steps`` and ``evals``, and ``metrics.jsonl`` one :class:`StepRecord`
@@ -130,13 +130,13 @@ class BatchMetrics(TypedDict):
 
 
 class PretrainingMetrics(TypedDict, total=False):
-    """Chapter 05's numbers in ``metrics.json`` (Sec. 3, Apps. A, B, D); a part is there once its cell ran.
+    """Chapter 05's numbers in ``metrics.json`` (Sec. 2, Apps. A, B, D); a part is there once its cell ran.
 
     Losses in nats per target token, bits per byte on chapter 07's held-out windows.
     """
 
     plan: dict[str, float]
-    """The paper's run (Sec. 3): ``steps``, ``tokens``, ``gpu_hours``, ``wall_days``, ``cost_usd``,
+    """The paper's run (Sec. 2): ``steps``, ``tokens``, ``gpu_hours``, ``wall_days``, ``cost_usd``,
     ``energy_mwh``, ``emissions_t``, ``cooldown_tokens`` as :func:`.plan.build` gives them."""
     preflight: dict[str, bool]
     """Pre-flight item → whether it holds on this machine."""
