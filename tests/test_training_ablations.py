@@ -27,6 +27,11 @@ def test_proxy_config_scales_the_run_keeps_the_schedule_shape_and_sets_the_seed(
                                                                       abs=0.05)
     ablations.check(cfg)
     assert ablations.seeds(cfg) == [1234, 1235, 1236]
+    # the proxy's own peak rate, the floor kept at the same ratio; 0 keeps the preset's
+    assert cfg.train.ablation_peak_lr == 1e-2
+    assert (b.schedule.peak_lr, b.schedule.min_lr) == pytest.approx((1e-2, 1e-2 * cfg.schedule.min_lr / cfg.schedule.peak_lr))
+    same = ablations.proxy_config(config.load("cpu", **{"train.ablation_peak_lr": 0.0}))
+    assert (same.schedule.peak_lr, same.schedule.min_lr) == (cfg.schedule.peak_lr, cfg.schedule.min_lr)
     assert not ablations.enabled(config.load("paper"))
     with pytest.raises(ConfigError, match="train.ablation_steps = 0"):
         ablations.proxy_config(config.load("paper"))
@@ -240,6 +245,22 @@ def test_mix_findings_from_one_seed_are_inconclusive_and_decide_over_three():
     sat = got["pretraining.appA_language_saturates"]
     assert sat.status == REDUCED and sat.stats["first share's gain"] == pytest.approx([0.5, 0.43, 0.54])
     figures.plot_mixes(three)
+
+
+def test_the_plateau_is_judged_on_the_runs_the_comparison_rests_on():
+    # App. A: an arm without non-English text ends above the floor by design; only the control mix counts
+    mixes = [_mix("control", [2.8] * 3, [2.0] * 3, [3.0] * 3, 0.5), _mix("no non-English", [2.78] * 3, [2.0] * 3,
+                                                                       [3.5] * 3, 0.0)]
+    mixes[1]["final_val_bpb_by_seed"] = [3.1] * 3
+    p = ablations.plateau(mixes)
+    assert (p["runs"], p["below"], p["left"], p["which"]) == (3, 3, True, "control-mix runs")
+    assert ablations.plateau_sentence(mixes).startswith("3 of 3 control-mix runs end below")
+    # App. D: the larger batches stop at the baseline's loss; only the baseline's runs count
+    rows = _rows_d([[20, 22, 21], [12, 13, 12], [9, 10, 10]], base_bpb=3.01)
+    p = ablations.plateau(rows)
+    assert (p["runs"], p["below"], p["left"], p["which"]) == (3, 0, False, "baseline runs")
+    # App. B: every run
+    assert ablations.plateau(_rows_b(rsqrt=2.9, cosine=2.8, hyb=2.86, hyb2=3.1))["runs"] == 4
 
 
 def test_paper_plan_prices_the_same_arms_and_seeds():

@@ -112,7 +112,9 @@ def proxy_config(cfg: Config, *, steps: int | None = None, batch_tokens: int | N
     """``cfg`` shrunk to an ablation run: proxy width, ``steps`` × ``batch_tokens``, schedule scaled, ``seed``.
 
     Warm-up, horizon T and cool-down keep their share of the preset's run; ``cooldown=False``
-    drops the cool-down (App. D's open-ended rsqrt runs). The run is validated :data:`EVALS` times.
+    drops the cool-down (App. D's open-ended rsqrt runs); ``train.ablation_peak_lr`` > 0 replaces the
+    peak learning rate (the floor ``schedule.min_lr`` keeps its ratio to it). The run is validated
+    :data:`EVALS` times.
     Raises :class:`ConfigError` when ``train.ablation_steps`` is 0 (preset ``paper``).
     """
     t, s, m = cfg.train, cfg.schedule, cfg.model
@@ -127,6 +129,8 @@ def proxy_config(cfg: Config, *, steps: int | None = None, batch_tokens: int | N
     cool = round(n * s.cooldown_steps / t.steps) if cooldown else 0
     d["schedule"].update(warmup_steps=warm, cooldown_steps=cool, total_steps=max(n, round(n * s.total_steps / t.steps)),
                          kind=kind or s.kind)
+    if t.ablation_peak_lr:  # the proxy's own rate; the floor keeps its ratio to the peak
+        d["schedule"].update(peak_lr=t.ablation_peak_lr, min_lr=s.min_lr * t.ablation_peak_lr / s.peak_lr)
     d["train"].update(steps=n, global_batch_tokens=batch_tokens or t.ablation_batch_tokens, checkpoint_every=0,
                       eval_every=max(1, n // EVALS), n_procs=1, n_nodes=1)  # ablations run on one process
     if seed is not None:
@@ -481,20 +485,34 @@ def _seeds(row: dict[str, Any]) -> list[int]:
     return list(row.get("seeds") or [0])
 
 
+def plateau_runs(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The rows whose runs must have left the unigram plateau for a study's comparison to mean something, and
+    what to call their runs: App. B every schedule; App. D the baseline (the larger batches stop as soon as they
+    reach its loss, so their held-out bits per byte say nothing); App. A the control mix (an arm without a
+    language ends above the floor on that language by design)."""
+    if rows and "multiple" in rows[0]:
+        return [r for r in rows if r["multiple"] == 1], "baseline runs"
+    if rows and "mix" in rows[0]:
+        return [r for r in rows if r["mix"] == MIXES[0]], f"{MIXES[0]}-mix runs"
+    return rows, "runs"
+
+
 def plateau(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Where a study's runs end against the unigram floor: ``runs``, ``below`` (how many end below it),
-    ``lo``/``hi`` (their range of final held-out bits per byte), ``unigram``, ``left`` (all below)."""
-    vals = [v for r in rows for v in per_seed(r, "final_val_bpb")]
+    """Where a study's runs (:func:`plateau_runs`) end against the unigram floor: ``runs``, ``below`` (how many end
+    below it), ``lo``/``hi`` (their range of final held-out bits per byte), ``unigram``, ``left`` (all below),
+    ``which`` (what those runs are)."""
+    chosen, which = plateau_runs(rows)
+    vals = [v for r in chosen for v in per_seed(r, "final_val_bpb")]
     u = rows[0]["unigram_bpb"]
     below = sum(v < u for v in vals)
     return {"runs": len(vals), "below": below, "lo": min(vals), "hi": max(vals), "unigram": u,
-            "left": below == len(vals)}
+            "left": below == len(vals), "which": which}
 
 
 def plateau_sentence(rows: list[dict[str, Any]]) -> str:
     """One computed sentence: how many runs end below the unigram model's bits per byte, and what that allows."""
     p = plateau(rows)
-    head = (f"{p['below']} of {p['runs']} runs end below the unigram model's {p['unigram']:.3f} bits per byte "
+    head = (f"{p['below']} of {p['runs']} {p['which']} end below the unigram model's {p['unigram']:.3f} bits per byte "
             f"(final held-out {p['lo']:.3f}–{p['hi']:.3f})")
     if p["left"]:
         return head + ": every run has left the unigram plateau, so the comparison is between models that use context"
@@ -746,7 +764,8 @@ def mixture_claims(ledger: Ledger, rows: list[dict]) -> list[Claim]:
 
 
 def proxy_summary(cfg: Config) -> dict[str, Any]:
-    """The proxy every ablation trains: width, layers, output classes, parameters, steps, batch, tokens, seeds."""
+    """The proxy every ablation trains: width, layers, output classes, parameters, steps, batch, tokens, warm-up,
+    peak learning rate, held-out sequences per source, seeds."""
     from .. import model
 
     c = proxy_config(cfg)
@@ -756,7 +775,7 @@ def proxy_summary(cfg: Config) -> dict[str, Any]:
             "parameters": sum(p.numel() for p in net.parameters()), "steps": c.train.steps,
             "batch_tokens": c.train.global_batch_tokens, "seq_len": c.data.seq_len,
             "tokens": c.train.steps * c.train.global_batch_tokens, "warmup_steps": c.schedule.warmup_steps,
-            "seeds": len(seeds(cfg))}
+            "peak_lr": c.schedule.peak_lr, "val_seqs_per_source": c.train.ablation_val_seqs, "seeds": len(seeds(cfg))}
 
 
 def scope(cfg: Config, claims: list[Claim], studies: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
@@ -781,7 +800,7 @@ def scope(cfg: Config, claims: list[Claim], studies: dict[str, list[dict[str, An
         can = (f"the direction of the effect on a {p['parameters'] / 1e6:.2f}M-parameter proxy over {s['n_seeds']} "
                f"paired seeds (effect {s['effect']:.3g} in {s['metric']}{spread}), "
                + (f"after the {p['warmup_steps']}-step warm-up, with every run below the unigram floor"
-                  if pl["left"] else f"though only {pl['below']} of {pl['runs']} runs left the unigram plateau"))
+                  if pl["left"] else f"though only {pl['below']} of {pl['runs']} {pl['which']} left the unigram plateau"))
         cannot = (f"the paper's magnitudes: {p['tokens']:,} tokens per run against ~{tok_paper / 1e9:g}B on "
                   f"~{n_paper / 1e9:g}B-parameter models ({tok_paper / max(p['tokens'], 1):.1e}× more), "
                   f"{p['output_classes']:,} output classes against Arcade100k's 100k"
