@@ -63,7 +63,7 @@ def _reference_lm() -> treatments.NGramLM:
 class DocumentStream:
     """The documents of one source and split, epoch after epoch; ``state()``/``restore()`` resume exactly.
 
-    Iterating yields each document's text (``str``) after the source's treatment (§2: OSCAR filter,
+    Iterating yields each document's text (``str``) after the source's treatment (§2.2: OSCAR filter,
     FanFics perplexity selection, Restruct-v1 templates). ``split`` is ``"train"`` or ``"val"``
     (:mod:`.split`); ``cycle=False`` stops after one epoch instead of starting the next. The training
     side reads at most ``cfg.data.max_docs_per_source`` raw records per epoch (0: all).

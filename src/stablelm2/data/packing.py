@@ -110,7 +110,7 @@ def default_weights(cfg: Any) -> dict[str, float]:
     """Sampling weights when none are given: Table 1's at ``hub``, sample size (bytes) at ``local``.
 
     Returns ``{source: weight}``, not normalised (:func:`resolve_weights` normalises): at ``hub`` the
-    sampling-weight column of :func:`.sources.table1` (§2, Table 1), at ``local`` each shipped file's bytes.
+    sampling-weight column of :func:`.sources.table1` (§2.2, Table 1), at ``local`` each shipped file's bytes.
 
     Raises:
         SourceError: at ``hub`` when Table 1's weights are unknown (no ``data.table1_path``), or as

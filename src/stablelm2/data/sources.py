@@ -1,7 +1,7 @@
 """Chapter 01 · the pre-training sources as data, Table 1 (explicit unknowns or a reader-filled
 file, validated), and the token arithmetic behind Fig. 1.
 
-Stable LM 2 mixes ~2T tokens from open datasets on the Hugging Face Hub (§2, Table 1). Each
+Stable LM 2 mixes ~2T tokens from open datasets on the Hugging Face Hub (§2.2, Table 1). Each
 source is a :class:`StreamSpec`: where to read it (Hub id, subset, split, text field), what it is
 (Table 1 group, domain, language, licence) and the paper's treatment (CulturaX: OSCAR part only;
 FanFics: lowest n-gram perplexity; Restruct-v1: task templates). ``verified`` says whether the
@@ -180,7 +180,7 @@ def table1(cfg: Any) -> list[dict[str, Any]]:
 
 def read_table1(path: str | Path, *, total_tokens: float | None = None, rel_tol: float = 0.10,
                 weight_tol: float = 1e-3) -> list[dict[str, Any]]:
-    """Read and validate a reader-filled Table 1 CSV (§2, Table 1); every error names the row and the fix.
+    """Read and validate a reader-filled Table 1 CSV (§2.2, Table 1); every error names the row and the fix.
 
     Columns :data:`TABLE1_COLUMNS`; ``tokens`` in tokens (not billions). Returns one row per source with
     its group, domain and language. Sampling weights must sum to 1 within ``weight_tol``, and

@@ -1,13 +1,13 @@
 """The paper's per-source treatments, implemented: CulturaX's OSCAR filter, FanFics' perplexity
 selection, and Restruct-v1's task templates.
 
-* **CulturaX** (§2): the mC4 part is dropped for its HTML boilerplate; only documents whose
+* **CulturaX** (§2.2): the mC4 part is dropped for its HTML boilerplate; only documents whose
   ``source`` field names an OSCAR release are kept (:func:`keep_oscar`).
-* **FanFics** (§2): 50k fanfiction.net documents chosen by *lowest perplexity* under a KenLM
+* **FanFics** (§2.2): 50k fanfiction.net documents chosen by *lowest perplexity* under a KenLM
   model. KenLM does not install here, so :class:`NGramLM` is an equivalent word-level n-gram model
   (interpolated Kneser–Ney, the smoothing KenLM uses) and :func:`lowest_perplexity` keeps the
   ``keep`` documents it finds most fluent.
-* **Restruct-v1** (§2, Yuan & Liu 2022): raw task records (QA, summarisation, sentiment, NLI,
+* **Restruct-v1** (§2.2, Yuan & Liu 2022): raw task records (QA, summarisation, sentiment, NLI,
   translation, …) rendered into fixed-form text by templates (:func:`restructure`); the template is
   picked from a hash of the record, so the same record always gives the same text.
 
@@ -36,7 +36,7 @@ class TreatmentError(ValueError):
 
 
 def keep_oscar(record: dict[str, Any], field: str = "source") -> bool:
-    """True for CulturaX documents from OSCAR (``OSCAR-2019`` … ``OSCAR-2301``), False for mC4 (§2).
+    """True for CulturaX documents from OSCAR (``OSCAR-2019`` … ``OSCAR-2301``), False for mC4 (§2.2).
 
     ``field`` is the record's provenance column; any value starting with ``oscar`` (any case) is kept.
 
@@ -66,7 +66,7 @@ UNK = "<unk>"
 class NGramLM:
     """Word n-gram language model with interpolated Kneser–Ney smoothing (discount 0.75).
 
-    The stand-in for the KenLM model of the FanFics selection (§2): ``order`` is the n of the n-grams
+    The stand-in for the KenLM model of the FanFics selection (§2.2): ``order`` is the n of the n-grams
     (``order − 1`` words of context), ``discount`` the absolute discount ``d``. Raises
     :class:`TreatmentError` for ``order < 1`` or a ``discount`` outside ``(0, 1]``.
 
@@ -173,7 +173,7 @@ class NGramLM:
 def lowest_perplexity(docs: list[str], keep: int, lm: NGramLM) -> list[int]:
     """Indices of the ``keep`` documents with the lowest perplexity (ties broken by index), ascending.
 
-    The FanFics selection of §2 (50k documents by lowest KenLM perplexity), with ``lm`` as the model.
+    The FanFics selection of §2.2 (50k documents by lowest KenLM perplexity), with ``lm`` as the model.
 
     Raises:
         TreatmentError: ``keep`` is negative, or ``lm`` is not fitted.
@@ -207,7 +207,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 
 
 def restructure(record: dict[str, Any]) -> str:
-    """Render a raw task record (``{"task": ..., fields...}``) into pre-training text (Restruct-v1, §2).
+    """Render a raw task record (``{"task": ..., fields...}``) into pre-training text (Restruct-v1, §2.2).
 
     The template of :data:`TEMPLATES` is picked by a hash of the record (None fields ignored); list
     fields are joined with ``", "``.
