@@ -29,7 +29,15 @@ from .sources import SourceError, StreamSpec, check_spec
 
 
 def open_dataset(spec: StreamSpec, cfg: Any):
-    """A streaming ``datasets.IterableDataset`` of the source's raw records (Hub or local file)."""
+    """A streaming ``datasets.IterableDataset`` of the source's raw records (Hub or local file).
+
+    Records are dicts as the source stores them (untreated, both splits). A local file shipped with the
+    package is first checked against the sample manifest (:func:`.sample.verify`).
+
+    Raises:
+        SourceError: the spec names a Hub dataset but ``cfg.run.offline`` is set.
+        SampleError: a shipped sample file is missing or differs from its manifest sha256.
+    """
     import datasets
 
     if spec.hub_id is None:
@@ -53,7 +61,18 @@ def _reference_lm() -> treatments.NGramLM:
 
 
 class DocumentStream:
-    """The documents of one source and split, epoch after epoch; ``state()``/``restore()`` resume exactly."""
+    """The documents of one source and split, epoch after epoch; ``state()``/``restore()`` resume exactly.
+
+    Iterating yields each document's text (``str``) after the source's treatment (§2.2: OSCAR filter,
+    FanFics perplexity selection, Restruct-v1 templates). ``split`` is ``"train"`` or ``"val"``
+    (:mod:`.split`); ``cycle=False`` stops after one epoch instead of starting the next. The training
+    side reads at most ``cfg.data.max_docs_per_source`` raw records per epoch (0: all).
+
+    Raises:
+        SourceError: an invalid spec (:func:`.sources.check_spec`) or a split other than
+            ``"train"``/``"val"``; while iterating, an epoch that gives no document of the split or a
+            record without the spec's ``text_field``.
+    """
 
     def __init__(self, spec: StreamSpec, cfg: Any, split: str = "train", *, cycle: bool = True):
         check_spec(spec)
@@ -137,9 +156,14 @@ class DocumentStream:
         return self._texts(self._raw(start), start)
 
     def state(self) -> dict[str, int]:
+        """The cursor ``{"epoch", "index"}``: epochs completed, and the raw-record index to read next.
+
+        ``index`` counts the source's raw records (both splits, before any filter) within the epoch.
+        """
         return {"epoch": self.epoch, "index": self.index}
 
     def restore(self, state: dict[str, int]) -> None:
+        """Resume at a cursor from :meth:`state`: the next read re-opens the raw stream and skips to it."""
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
         self._it = None
         self._yielded_this_epoch = 1  # resuming mid-epoch: the epoch already gave documents

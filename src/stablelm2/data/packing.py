@@ -96,15 +96,26 @@ class SourcePacker:
         return ids, pos, labels
 
     def state(self) -> dict[str, Any]:
+        """JSON-serialisable resume point: the stream's cursor, the carried-over tokens (``buf``), a 1 in
+        ``starts`` for each of them that begins a document, and ``docs`` (documents read so far)."""
         return {"stream": self.stream.state(), "buf": list(self.buf), "starts": list(self.starts), "docs": self.docs}
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Resume at a :meth:`state`: the stream's cursor and the carried-over tokens."""
         self.stream.restore(state["stream"])
         self.buf, self.starts, self.docs = list(state["buf"]), list(state["starts"]), int(state["docs"])
 
 
 def default_weights(cfg: Any) -> dict[str, float]:
-    """Sampling weights when none are given: Table 1's at ``hub``, sample size (bytes) at ``local``."""
+    """Sampling weights when none are given: Table 1's at ``hub``, sample size (bytes) at ``local``.
+
+    Returns ``{source: weight}``, not normalised (:func:`resolve_weights` normalises): at ``hub`` the
+    sampling-weight column of :func:`.sources.table1` (§2.2, Table 1), at ``local`` each shipped file's bytes.
+
+    Raises:
+        SourceError: at ``hub`` when Table 1's weights are unknown (no ``data.table1_path``), or as
+            :func:`.sources.read_table1` for a bad Table 1 file.
+    """
     if cfg.data.source == "hub":
         rows = table1(cfg)
         if any(r["sampling_weight"] is None for r in rows):
@@ -116,7 +127,15 @@ def default_weights(cfg: Any) -> dict[str, float]:
 
 
 def resolve_weights(cfg: Any, weights: dict[str, float] | None) -> dict[str, float]:
-    """Validated, normalised weights over known sources (zero-weight sources dropped)."""
+    """Validated, normalised weights over known sources (zero-weight sources dropped).
+
+    ``weights`` (None: :func:`default_weights`) maps a source of :func:`.sources.specs` to a non-negative
+    weight in any unit. Returns ``{source: probability}`` sorted by name, summing to 1.
+
+    Raises:
+        SourceError: an unknown source, a negative or non-finite weight, or weights summing to 0
+            (and as :func:`default_weights`).
+    """
     known = specs(cfg)
     weights = dict(weights) if weights is not None else default_weights(cfg)
     unknown = [k for k in weights if k not in known]
@@ -133,7 +152,17 @@ def resolve_weights(cfg: Any, weights: dict[str, float] | None) -> dict[str, flo
 
 
 class PackedLoader:
-    """Micro-batches ``{input_ids, labels, position_ids}`` of one rank, infinite, exactly resumable."""
+    """Micro-batches ``{input_ids, labels, position_ids}`` of one rank, infinite, exactly resumable.
+
+    Each is an int64 tensor ``[micro_batch, seq_len]`` (``micro_batch`` None: ``cfg.train.micro_batch``).
+    The source of every sequence is drawn with the :func:`resolve_weights` probabilities (``weights``
+    None: :func:`default_weights`), seeded by ``cfg.run.seed`` and the split; this rank keeps the
+    micro-batches ``i`` with ``i % world_size == rank`` of the global stream.
+
+    Raises:
+        SourceError: ``split`` not ``"train"``/``"val"``, ``rank`` outside ``[0, world_size)``, or bad
+            weights (as :func:`resolve_weights`).
+    """
 
     def __init__(self, cfg: Any, split: str = "train", *, rank: int = 0, world_size: int = 1,
                  weights: dict[str, float] | None = None, micro_batch: int | None = None):
@@ -160,6 +189,10 @@ class PackedLoader:
                 "max_docs_per_source": self.cfg.data.max_docs_per_source, "val_fraction": self.cfg.data.val_fraction}
 
     def next_sequence(self) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The next sequence of the global stream, whichever rank it belongs to.
+
+        Returns ``(source, (input_ids, position_ids, labels))``, each an int64 array ``[seq_len]``.
+        """
         name = self.names[int(self.rng.choice(len(self.names), p=self.probs))]
         seq = self.packers[name].next_sequence()
         assert seq is not None  # training streams cycle, so they never run dry
@@ -192,6 +225,13 @@ class PackedLoader:
                 "packers": {n: p.state() for n, p in self.packers.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at a :meth:`state_dict`: the next micro-batch is the one that followed it.
+
+        Raises:
+            SourceError: the state was saved with other settings (seed, split, sequence length,
+                micro-batch, rank, world size, weights, data source, document cap, held-out
+                fraction); the message names them.
+        """
         mine = self._fingerprint()
         theirs = json.loads(json.dumps(state.get("fingerprint", {})))
         if json.loads(json.dumps(mine)) != theirs:
@@ -206,6 +246,10 @@ class PackedLoader:
 
 
 def collate(seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Stack ``(input_ids, position_ids, labels)`` sequences of ``[seq_len]`` into one batch.
+
+    Returns ``{"input_ids", "labels", "position_ids"}``: tensors ``[len(seqs), seq_len]``, the arrays' dtype.
+    """
     ids, pos, labels = (np.stack(x) for x in zip(*seqs, strict=True))
     return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
             "position_ids": torch.from_numpy(pos)}
@@ -251,6 +295,7 @@ def validation_sets(cfg: Any, *, batches: int | None = None) -> dict[str, list[d
 
 
 def sequences_per_step(cfg: Any) -> int:
+    """Sequences per optimizer step, ``G = cfg.train.global_batch_tokens // cfg.data.seq_len``."""
     return cfg.train.global_batch_tokens // cfg.data.seq_len
 
 
@@ -260,6 +305,12 @@ def pack_shards(cfg: Any, steps: int, out_dir: Path | str, *, weights: dict[str,
 
     The manifest records the settings, and for every shard its steps, sha256, and the source of each
     sequence, so a reader can check what went into any batch and fetch it with :func:`batch_at`.
+    Shard ``shard_{first step:06d}.npy`` holds ``uint32`` ids ``[steps_per_shard · G, seq_len]`` (the
+    last may hold fewer steps; ``G`` = :func:`sequences_per_step`); the manifest (``manifest.json``) is
+    returned and written last.
+
+    Raises:
+        SourceError: ``steps < 1``, or bad weights (as :func:`resolve_weights`).
     """
     if steps < 1:
         raise SourceError(f"steps = {steps} must be at least 1")
@@ -295,7 +346,12 @@ def batch_at(cfg: Any, step: int, *, shards_dir: Path | str | None = None,
     of shape ``[global_batch_tokens / seq_len, seq_len]`` plus the ``sources`` of its sequences.
 
     Read from packed shards when ``shards_dir`` holds a manifest that covers the step (hashes are
-    checked); otherwise the stream is replayed from the start (same seed → same batch).
+    checked); otherwise the stream is replayed from the start (same seed → same batch). Tensors are
+    int64; ``step`` counts from 0.
+
+    Raises:
+        SourceError: a negative ``step``; shards packed with other settings, or a shard whose sha256
+            differs from its manifest entry; bad weights (as :func:`resolve_weights`).
     """
     if step < 0:
         raise SourceError(f"step = {step} must not be negative")

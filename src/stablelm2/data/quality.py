@@ -54,7 +54,11 @@ def _identifier() -> Any:
 
 
 def language(text: str) -> str:
-    """ISO 639-1 code of the text's language (py3langid's choice among all its languages)."""
+    """ISO 639-1 code of the text's language (py3langid's choice among all its languages).
+
+    Raises:
+        QualityError: ``text`` is empty or whitespace, or py3langid is not installed.
+    """
     if not text.strip():
         raise QualityError("cannot identify the language of an empty text")
     return str(_identifier().classify(text)[0])

@@ -66,13 +66,23 @@ class SampleError(ValueError):
 
 @lru_cache(maxsize=1)
 def manifest() -> dict[str, Any]:
+    """``sample/MANIFEST.json``: ``{"description", "files": {file: {sha256, bytes, n_docs, …}}, "cleaning"}``.
+
+    Raises:
+        SampleError: the manifest file is missing.
+    """
     if not MANIFEST.is_file():
         raise SampleError(f"{MANIFEST} is missing; fix: restore stablelm2/data/sample/ from the repository")
     return json.loads(MANIFEST.read_text(encoding="utf-8"))
 
 
 def verify(name: str) -> Path:
-    """The path of a sample source's file, after checking it against the manifest's sha256."""
+    """The path of a sample source's file, after checking it against the manifest's sha256.
+
+    Raises:
+        SampleError: ``name`` is not a sample source; its file is missing, not in the manifest, or
+            has another sha256 than the manifest records.
+    """
     if name not in SAMPLE_SOURCES:
         raise SampleError(f"unknown sample source {name!r}; known: {', '.join(SAMPLE_SOURCES)}")
     fname = SAMPLE_SOURCES[name]["file"]

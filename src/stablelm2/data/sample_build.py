@@ -121,6 +121,11 @@ class _HandbookText(html.parser.HTMLParser):
 
 
 def handbook(lang: str) -> Iterator[dict]:
+    """One record per section page of *The Debian Administrator's Handbook* in ``lang`` (as text, cut).
+
+    Records are ``{"text", "origin", "licence"}``; reads ``/usr/share/doc/debian-handbook/html``
+    (``lang`` a key of :data:`HANDBOOK_LANG`).
+    """
     folder = HANDBOOK / HANDBOOK_LANG[lang]
     for page in sorted(folder.glob("sect.*.html")):
         parser = _HandbookText()
@@ -145,6 +150,10 @@ def _reflow(rendered: str) -> str:
 
 
 def manpages(lang: str) -> Iterator[dict]:
+    """One record per translated manual page of ``lang`` (``/usr/share/man/<lang>``), rendered by man(1).
+
+    Records are ``{"text", "origin", "licence"}``; ``lang`` a key of :data:`MAN_LANG`.
+    """
     folder = Path("/usr/share/man") / MAN_LANG[lang]
     env = {**os.environ, "LANG": "C.UTF-8", "MANWIDTH": "80"}
     for page in sorted(folder.glob("man[1-8]/*.gz")):
@@ -163,6 +172,7 @@ def multilingual(lang: str) -> list[dict]:
 
 
 def python_code() -> list[dict]:
+    """Records of 25 CPython standard-library modules of this interpreter (those present), ≤ 12,000 chars."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     names = ["bisect", "heapq", "textwrap", "fractions", "statistics", "shlex", "colorsys", "graphlib",
              "fnmatch", "glob", "difflib", "string", "queue", "sched", "calendar", "numbers", "keyword",
@@ -178,6 +188,7 @@ def python_code() -> list[dict]:
 
 
 def scipy_docstrings() -> list[dict]:
+    """Records of ``scipy.stats``/``scipy.special`` docstrings over 1,500 chars with Notes and References."""
     import scipy.special
     import scipy.stats
 
@@ -193,6 +204,7 @@ def scipy_docstrings() -> list[dict]:
 
 
 def sympy_docstrings() -> list[dict]:
+    """Records of the top-level ``sympy`` docstrings over 800 characters with doctest examples."""
     import sympy
 
     docs = []
@@ -222,6 +234,7 @@ def pypi_descriptions() -> list[dict]:
 
 
 def common_licenses() -> list[dict]:
+    """Records of the sections (over 200 chars) of eight licence texts in ``/usr/share/common-licenses``."""
     docs = []
     for name in ["Apache-2.0", "GPL-3", "LGPL-2.1", "MPL-2.0", "Artistic", "GFDL-1.3", "CC0-1.0", "BSD"]:
         text = Path("/usr/share/common-licenses", name).read_text(encoding="utf-8", errors="replace")
@@ -277,6 +290,9 @@ def clean(files: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str
     across all files in that order, a document equal to an earlier one — exactly or by its first
     :data:`quality.OPENING_CHARS` normalised characters — is dropped (the first copy stays).
     Returns the cleaned files and per-file statistics before/after (documents, characters, purity).
+
+    Raises:
+        ValueError: a multilingual file stays below :data:`quality.PURITY_TARGET` purity after cleaning.
     """
     from .sample import SAMPLE_SOURCES
 
@@ -328,6 +344,7 @@ def _doc_text(doc: dict) -> str:
 
 
 def write_jsonl(path: Path, docs: list[dict]) -> None:
+    """Write ``docs`` as JSON lines, atomically (:func:`stablelm2.files.atomic_write_jsonl`)."""
     atomic_write_jsonl(path, docs)
 
 
@@ -388,6 +405,10 @@ def clean_committed(sample_dir: Path = SAMPLE_DIR) -> dict[str, dict]:
 
 
 def clean_and_write(files: dict[str, list[dict]], sample_dir: Path) -> dict[str, dict]:
+    """:func:`clean` ``files``, write each under ``sample_dir``, re-hash the manifest; returns the statistics.
+
+    Raises ``ValueError`` as :func:`clean`, before anything is written.
+    """
     from .sample import SAMPLE_SOURCES
 
     cleaned, stats = clean(files)

@@ -234,6 +234,11 @@ class ShardLoader:
 
     Step ``k``, accumulation ``a``: the micro-batch in slot ``rank·A + a`` of global batch ``k``.
     Exactly resumable (:meth:`state_dict`); sha256 of each file is checked when the rank first opens it.
+    Each micro-batch is int64 tensors ``[micro_batch, seq_len]``: rows of :func:`.packing.batch_at`'s batch.
+
+    Raises:
+        SourceError: ``rank`` outside ``[0, world_size)``; no manifest in ``shards_dir`` or one built with
+            other settings (:func:`read_manifest`); a step's slots not divisible over ``world_size``.
     """
 
     def __init__(self, cfg: Any, shards_dir: Path | str, *, rank: int = 0, world_size: int = 1,
@@ -254,6 +259,7 @@ class ShardLoader:
 
     @property
     def my_slots(self) -> range:
+        """This rank's micro-batch slots of every step, ``[rank·A, (rank+1)·A)`` (``A`` = :attr:`accum`)."""
         return range(self.rank * self.accum, (self.rank + 1) * self.accum)
 
     def _open(self, fname: str) -> np.ndarray:
@@ -266,6 +272,14 @@ class ShardLoader:
         return self._cache[fname]
 
     def micro_batch_at(self, step: int, a: int) -> dict[str, torch.Tensor]:
+        """This rank's accumulation micro-batch ``a`` (``0 ≤ a < accum``) of optimizer step ``step`` (from 0).
+
+        Returns ``{"input_ids", "labels", "position_ids"}``, int64 tensors ``[micro_batch, seq_len]``.
+
+        Raises:
+            SourceError: ``step`` is past the steps the shards hold, or the shard file's sha256 differs
+                from the manifest.
+        """
         if step >= self.man["steps"]:
             raise SourceError(f"step {step + 1} is past the {self.man['steps']} steps the shards in {self.dir} hold; "
                               "build more steps")
@@ -283,10 +297,16 @@ class ShardLoader:
         return batch
 
     def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable resume point: the shards' fingerprint, rank, world size, micro-batches read."""
         return {"version": 1, "kind": "shards", "fingerprint": self.man["fingerprint"], "rank": self.rank,
                 "world_size": self.world_size, "micro_batches": self.micro_batches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at a :meth:`state_dict`: the next micro-batch is the one that followed it.
+
+        Raises:
+            SourceError: the state is not a shard loader's, or was saved for other shards, rank or world size.
+        """
         if state.get("kind") != "shards" or state.get("fingerprint") != self.man["fingerprint"] or \
                 (state.get("rank"), state.get("world_size")) != (self.rank, self.world_size):
             raise SourceError("loader state was saved for other shards, rank or world size; resume with the same "

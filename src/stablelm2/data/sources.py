@@ -1,7 +1,7 @@
 """Chapter 01 · the pre-training sources as data, Table 1 (explicit unknowns or a reader-filled
 file, validated), and the token arithmetic behind Fig. 1.
 
-Stable LM 2 mixes ~2T tokens from open datasets on the Hugging Face Hub (§2, Table 1). Each
+Stable LM 2 mixes ~2T tokens from open datasets on the Hugging Face Hub (§2.2, Table 1). Each
 source is a :class:`StreamSpec`: where to read it (Hub id, subset, split, text field), what it is
 (Table 1 group, domain, language, licence) and the paper's treatment (CulturaX: OSCAR part only;
 FanFics: lowest n-gram perplexity; Restruct-v1: task templates). ``verified`` says whether the
@@ -65,6 +65,7 @@ class StreamSpec:
     """Anything a reader should know (stand-ins, exclusions)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (``dataclasses.asdict``), e.g. for a table row or JSON."""
         return asdict(self)
 
 
@@ -138,6 +139,12 @@ def specs(cfg: Any) -> dict[str, StreamSpec]:
 
 
 def check_spec(spec: StreamSpec) -> None:
+    """Refuse a spec the loader cannot read, before any data is opened.
+
+    Raises:
+        SourceError: a domain, language or treatment outside :data:`DOMAINS`, :data:`LANGUAGES`,
+            :data:`TREATMENTS`, or neither ``hub_id`` nor ``data_files``.
+    """
     if spec.domain not in DOMAINS:
         raise SourceError(f"source {spec.name!r}: unknown domain {spec.domain!r}; domains are: {', '.join(DOMAINS)}")
     if spec.language not in LANGUAGES:
@@ -173,7 +180,17 @@ def table1(cfg: Any) -> list[dict[str, Any]]:
 
 def read_table1(path: str | Path, *, total_tokens: float | None = None, rel_tol: float = 0.10,
                 weight_tol: float = 1e-3) -> list[dict[str, Any]]:
-    """Read and validate a reader-filled Table 1 CSV; every error names the row and the fix."""
+    """Read and validate a reader-filled Table 1 CSV (§2.2, Table 1); every error names the row and the fix.
+
+    Columns :data:`TABLE1_COLUMNS`; ``tokens`` in tokens (not billions). Returns one row per source with
+    its group, domain and language. Sampling weights must sum to 1 within ``weight_tol``, and
+    Σ tokens × epochs must be within ``rel_tol`` of ``total_tokens`` (None: fact ``data.total_tokens``).
+
+    Raises:
+        SourceError: a missing file or column, an unknown or repeated source, a value that is not a
+            non-negative number, weights not summing to 1, or tokens × epochs off the total.
+        ValueError: (not a SourceError) a file with a header but no rows, from ``max()`` of no rows.
+    """
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"Table 1 file {path} does not exist; fix data.table1_path or leave it empty")

@@ -99,7 +99,12 @@ def is_held_out(record: dict[str, Any], spec: StreamSpec, cfg: Any) -> bool:
 
 
 def held_out_records(cfg: Any, name: str) -> list[dict[str, Any]]:
-    """The held-out raw records of one shipped sample source, in file order (verified against the manifest)."""
+    """The held-out raw records of one shipped sample source, in file order (verified against the manifest).
+
+    Raises:
+        SourceError: ``name`` is not a sample source, or as :func:`threshold`.
+        SampleError: the source's file is missing or altered (:func:`.sample.verify`).
+    """
     from . import sample
     from .sources import sample_specs
 
@@ -117,7 +122,11 @@ def model_text(record: dict[str, Any], spec: StreamSpec) -> str:
 
 
 def held_out_texts(cfg: Any, name: str) -> list[str]:
-    """The held-out documents of one shipped sample source as the text a model reads (treatment applied)."""
+    """The held-out documents of one shipped sample source as the text a model reads (treatment applied).
+
+    Raises ``KeyError`` (not :class:`SourceError`) for a ``name`` that is not a sample source; otherwise as
+    :func:`held_out_records`, and :class:`.treatments.TreatmentError` for a task record no template fits.
+    """
     from .sources import sample_specs
 
     spec = sample_specs()[name]

@@ -1,13 +1,13 @@
 """The paper's per-source treatments, implemented: CulturaX's OSCAR filter, FanFics' perplexity
 selection, and Restruct-v1's task templates.
 
-* **CulturaX** (§2): the mC4 part is dropped for its HTML boilerplate; only documents whose
+* **CulturaX** (§2.2): the mC4 part is dropped for its HTML boilerplate; only documents whose
   ``source`` field names an OSCAR release are kept (:func:`keep_oscar`).
-* **FanFics** (§2): 50k fanfiction.net documents chosen by *lowest perplexity* under a KenLM
+* **FanFics** (§2.2): 50k fanfiction.net documents chosen by *lowest perplexity* under a KenLM
   model. KenLM does not install here, so :class:`NGramLM` is an equivalent word-level n-gram model
   (interpolated Kneser–Ney, the smoothing KenLM uses) and :func:`lowest_perplexity` keeps the
   ``keep`` documents it finds most fluent.
-* **Restruct-v1** (§2, Yuan & Liu 2022): raw task records (QA, summarisation, sentiment, NLI,
+* **Restruct-v1** (§2.2, Yuan & Liu 2022): raw task records (QA, summarisation, sentiment, NLI,
   translation, …) rendered into fixed-form text by templates (:func:`restructure`); the template is
   picked from a hash of the record, so the same record always gives the same text.
 
@@ -36,7 +36,13 @@ class TreatmentError(ValueError):
 
 
 def keep_oscar(record: dict[str, Any], field: str = "source") -> bool:
-    """True for CulturaX documents from OSCAR (``OSCAR-2019`` … ``OSCAR-2301``), False for mC4."""
+    """True for CulturaX documents from OSCAR (``OSCAR-2019`` … ``OSCAR-2301``), False for mC4 (§2.2).
+
+    ``field`` is the record's provenance column; any value starting with ``oscar`` (any case) is kept.
+
+    Raises:
+        TreatmentError: the record has no ``field``.
+    """
     if field not in record:
         raise TreatmentError(f"CulturaX record has no {field!r} field (fields: {', '.join(record)}); "
                              "the OSCAR filter needs CulturaX's 'source' column")
@@ -49,6 +55,7 @@ _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def words(text: str) -> list[str]:
+    """Lower-cased word tokens of ``text``: runs of word characters, and each punctuation mark on its own."""
     return _WORD.findall(text.lower())
 
 
@@ -58,6 +65,10 @@ UNK = "<unk>"
 
 class NGramLM:
     """Word n-gram language model with interpolated Kneser–Ney smoothing (discount 0.75).
+
+    The stand-in for the KenLM model of the FanFics selection (§2.2): ``order`` is the n of the n-grams
+    (``order − 1`` words of context), ``discount`` the absolute discount ``d``. Raises
+    :class:`TreatmentError` for ``order < 1`` or a ``discount`` outside ``(0, 1]``.
 
     A proper distribution over a closed vocabulary: every word of the fitted texts, ``</s>``, and
     :data:`UNK` (any word not seen in fitting). For every context ``ctx`` (tuple of ``order - 1``
@@ -94,6 +105,10 @@ class NGramLM:
         return sorted((self.vocab - {"<s>"}) | {UNK})
 
     def fit(self, texts: Iterable[str]) -> NGramLM:
+        """Count the n-grams of ``texts`` (each padded with ``<s>`` and ended by ``</s>``); returns ``self``.
+
+        Calls add to the counts already there.
+        """
         n = self.order
         for text in texts:
             toks = ["<s>"] * (n - 1) + words(text) + ["</s>"]
@@ -114,7 +129,13 @@ class NGramLM:
         return self
 
     def prob(self, word: str, ctx: tuple[str, ...] = ()) -> float:
-        """P(word | ctx); a word outside :attr:`vocabulary` is scored as :data:`UNK`."""
+        """P(word | ctx); a word outside :attr:`vocabulary` is scored as :data:`UNK`.
+
+        Only the last ``order − 1`` words of ``ctx`` are used.
+
+        Raises:
+            TreatmentError: the model has not been fitted.
+        """
         if not self.vocab:
             raise TreatmentError("the n-gram model is empty; call fit() on a reference corpus first")
         if word not in self.vocab or word == "<s>":
@@ -136,7 +157,11 @@ class NGramLM:
         return max(c - self.d, 0.0) / c_ctx + lam * lower
 
     def perplexity(self, text: str) -> float:
-        """exp of the mean negative log-probability per word (``</s>`` included)."""
+        """exp of the mean negative log-probability (nats) per word of ``text`` (``</s>`` included).
+
+        Raises:
+            TreatmentError: the model has not been fitted.
+        """
         if not self.vocab:
             raise TreatmentError("the n-gram model is empty; call fit() on a reference corpus first")
         n = self.order
@@ -146,7 +171,13 @@ class NGramLM:
 
 
 def lowest_perplexity(docs: list[str], keep: int, lm: NGramLM) -> list[int]:
-    """Indices of the ``keep`` documents with the lowest perplexity (ties broken by index)."""
+    """Indices of the ``keep`` documents with the lowest perplexity (ties broken by index), ascending.
+
+    The FanFics selection of §2.2 (50k documents by lowest KenLM perplexity), with ``lm`` as the model.
+
+    Raises:
+        TreatmentError: ``keep`` is negative, or ``lm`` is not fitted.
+    """
     if keep < 0:
         raise TreatmentError(f"keep = {keep} must not be negative")
     scored = sorted((lm.perplexity(d), i) for i, d in enumerate(docs))
@@ -176,7 +207,14 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 
 
 def restructure(record: dict[str, Any]) -> str:
-    """Render a raw task record (``{"task": ..., fields...}``) into pre-training text."""
+    """Render a raw task record (``{"task": ..., fields...}``) into pre-training text (Restruct-v1, §2.2).
+
+    The template of :data:`TEMPLATES` is picked by a hash of the record (None fields ignored); list
+    fields are joined with ``", "``.
+
+    Raises:
+        TreatmentError: the record's task has no templates, or it lacks a field its template needs.
+    """
     task = record.get("task")
     if task not in TEMPLATES:
         raise TreatmentError(f"record has task {task!r}; Restruct templates exist for: {', '.join(TEMPLATES)}")

@@ -66,6 +66,7 @@ class Windows:
 
     @property
     def n_tokens(self) -> np.ndarray:
+        """Predicted tokens per window (``len(ids[i]) − 1``), int array ``[n_windows]``."""
         return np.array([len(w) - 1 for w in self.ids])
 
 
@@ -88,7 +89,8 @@ def held_out(cfg: Config, *, window: int, per_source: int | None = None) -> Wind
     ``per_source`` caps the windows taken from each source: documents are visited round-robin (first
     window of each document, then the second, …) so a cap still spreads over the source's documents.
     Raises :class:`BPBError` at ``data.source = 'hub'`` (the paper preset scores the released models
-    through the harness only), for ``window < 2`` or ``per_source < 1``.
+    through the harness only), for ``window < 2`` or ``per_source < 1``, or when no source holds a
+    held-out document.
     """
     from .. import tokenizer
     from ..data import sample, split
@@ -190,8 +192,13 @@ def unigram_k(counts: Counter, vocab_size: int) -> float:
     """The additive-smoothing ``k`` of :data:`K_GRID` that maximises the training tokens' leave-one-out likelihood.
 
     Leaving one occurrence of token ``t`` out gives it ``(c(t) − 1 + k) / (N − 1 + k·V)``, so ``k`` is tuned on the
-    training split alone. Add-one (``k = 1``) would put ``V / (N + V)`` of the mass on tokens never seen (16 % for
-    V = 100,352 and N ≈ 380k), a baseline any model beats without learning more than frequencies.
+    training split alone. Add-one (``k = 1``) would put ``(V − V_seen) / (N + V)`` of the mass on tokens
+    never seen (16 % for V = 100,352, N ≈ 380k and V_seen ≈ 23k, the sample's training split), a baseline
+    any model beats without learning more than frequencies. ``counts``: token id → occurrences
+    (:func:`unigram_counts`).
+
+    Raises:
+        BPBError: fewer than 2 tokens counted.
     """
     n = sum(counts.values())
     if n < 2:
@@ -273,6 +280,10 @@ def paired(nats: dict[str, np.ndarray], windows: Windows, pairs: list[tuple[str,
     Documents are resampled (their windows together). ``decided`` is True when the interval excludes 0 and
     the group holds at least :data:`MIN_DOCS` documents (the sign of the difference is then known at this
     sample size); ``p`` is the two-sided bootstrap p-value (twice the smaller tail share, at most 1).
+    ``nats`` as :func:`table`.
+
+    Raises:
+        BPBError: a pair names a model that ``nats`` does not hold.
     """
     for a, b in pairs:
         if a not in nats or b not in nats:
@@ -392,6 +403,10 @@ def task_table(logliks: dict[str, pd.DataFrame], *, n_boot: int = N_BOOT, seed: 
     """Per task: each stage's mean gold NLL (nats) with a 95 % interval, and each stage minus the previous (paired).
 
     ``logliks`` maps a stage label to :func:`task_logliks`' output (same documents in the same order).
+    Intervals: percentile bootstrap over documents (``n_boot`` resamples, the same for every stage).
+
+    Raises:
+        BPBError: the stages scored different numbers of documents of a task.
     """
     labels = list(logliks)
     rows = []

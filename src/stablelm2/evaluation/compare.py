@@ -102,6 +102,11 @@ def canonical(data: dict[str, Any] | str | Path) -> tuple[dict[tuple[str, str], 
     """``{(today's task, metric): (value, stderr)}``, ``{task: drift note}`` and the shape ("v0.3"/"v0.4").
 
     Accepts a path to a results JSON or the dict ``simple_evaluate`` (or the v0.3 harness) wrote.
+    Values and errors are as the file holds them (accuracies as fractions); a missing stderr is NaN.
+
+    Raises:
+        ResultsShapeError: the path is missing or not JSON, there is no non-empty ``results`` mapping of
+            ``{metric: value}`` rows, or no numeric metric at all.
     """
     if isinstance(data, (str, Path)):
         path = Path(data)
@@ -176,8 +181,14 @@ def compare(ours: dict[str, Any] | str | Path, reference: dict[str, Any] | str |
 
     ``reference`` may be a dict, a path, or a published model id. ``metrics="report"`` compares the
     metric the report uses per task; ``"all"`` every shared metric. Adds a row ``mmlu (mean of N
-    subjects)`` when both sides hold the same MMLU subjects (S7's unweighted mean). Raises
-    :class:`ResultsShapeError` for a malformed file or when the two share no task.
+    subjects)`` when both sides hold the same MMLU subjects (S7's unweighted mean). The flags take
+    higher as better: with ``"all"``, a lower perplexity is flagged ``regression``.
+
+    Raises:
+        ValueError: ``metrics`` is not ``"report"`` or ``"all"``.
+        ResultsShapeError: a malformed file, no model named to pick the published file by, or no shared
+            task/metric.
+        PublishedError: no published file for the model (:func:`.published.load`).
     """
     if metrics not in ("report", "all"):
         raise ValueError(f"metrics={metrics!r}; use 'report' or 'all'")

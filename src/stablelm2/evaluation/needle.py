@@ -63,6 +63,7 @@ class Trial:
 
     @property
     def question(self) -> str:
+        """The question asked after the context: the magic number of this trial's city."""
         return f"What is the special magic number for {self.city} mentioned in the text?"
 
 
@@ -99,7 +100,14 @@ def needle_for(seed: int) -> tuple[str, str, str]:
 
 
 def make_trial(ctx_tokens: int, depth: float, seed: int) -> Trial:
-    """One context of ``ctx_tokens`` tokens with the seed's needle at ``depth`` of the haystack."""
+    """One context of ``ctx_tokens`` tokens with the seed's needle at ``depth`` of the haystack (App. C).
+
+    ``ctx_tokens`` counts Arcade100k tokens, needle included; ``depth`` is a fraction (0 = start, 1 = end).
+
+    Raises:
+        NeedleError: ``depth`` outside [0, 1], a context with fewer than 8 haystack tokens beside the
+            needle, or no word boundary to insert the needle at.
+    """
     if not 0.0 <= depth <= 1.0:
         raise NeedleError(f"depth {depth} must be a fraction between 0 and 1")
     enc = _enc()
@@ -179,7 +187,14 @@ def run(model_dir: str | Path, cfg: Config, *, chat: bool = False, progress: boo
     """Ask the model about every trial of the grid (greedy decoding); one row per trial with its score.
 
     Refuses, before loading the model, a grid whose longest prompt plus ``eval.needle_gen_tokens``
-    exceeds the model's context.
+    exceeds the model's context. App. C's test, seeded; ``chat`` uses the model's chat template. Columns:
+    ``seed``, ``ctx_tokens``, ``depth``, ``requested``, ``position``, ``prompt_tokens`` (tokens of the
+    model's tokenizer), ``answer``, ``score`` (0 or 1).
+
+    Raises:
+        NeedleError: the longest prompt plus the generation budget exceeds the model's context, or a
+            grid point :func:`make_trial` refuses.
+        EvalError: ``model_dir`` is not a model directory (:func:`.tasks.model_context`).
     """
     import torch
     from tqdm.auto import tqdm

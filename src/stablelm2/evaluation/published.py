@@ -65,7 +65,11 @@ class PublishedError(ValueError):
 
 @lru_cache(maxsize=1)
 def manifest() -> dict[str, str]:
-    """``{file name: sha256}`` as recorded in ``data/published/README.md``."""
+    """``{file name: sha256}`` as recorded in ``data/published/README.md``.
+
+    Raises:
+        PublishedError: the README lists no hashes.
+    """
     text = (DATA_DIR / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (\S+\.json) \| ([0-9a-f]{64}) \|$", text, flags=re.M)
     if not rows:
@@ -239,7 +243,7 @@ def table4() -> pd.DataFrame:
 
 
 def mtbench() -> pd.DataFrame:
-    """MT-Bench scores reported on the zephyr card (facts eval.mtbench.*), best first."""
+    """MT-Bench scores (Table 7) reported on the zephyr card (facts eval.mtbench.*), best first."""
     rows = []
     for fid, fact in F.all_facts().items():
         if fid.startswith("eval.mtbench.") and fact.known and isinstance(fact.value, (int, float)):

@@ -36,7 +36,11 @@ def released_models() -> dict[str, str]:
 
 
 def will_run(cfg: Config) -> bool:
-    """Whether this run evaluates models: always at smoke/cpu; at paper only with ``eval.launch`` on a GPU."""
+    """Whether this run evaluates models: always at smoke/cpu; at paper only with ``eval.launch`` on a GPU.
+
+    Raises:
+        EvalError: ``eval.launch`` is set at preset ``paper`` but no CUDA GPU is visible.
+    """
     if cfg.run.preset != "paper":
         return True
     if not cfg.eval.launch:

@@ -81,7 +81,11 @@ _TABLE4_NAMES = {  # card abbreviation → (lm-eval task, folder, today's metric
 
 
 def table4_suite() -> tuple[TaskSpec, ...]:
-    """Table 4's six tasks with the shots and metrics of fact ``eval.tab4.metrics`` (parsed, not typed)."""
+    """Table 4's six tasks with the shots and metrics of fact ``eval.tab4.metrics`` (parsed, not typed).
+
+    Raises:
+        EvalError: the fact does not parse into the six tasks.
+    """
     text = F.value("eval.tab4.metrics")
     specs = []
     for abbr, metric, shots in re.findall(r"(\w+) (\w+) \((\d+)-shot\)", text):
@@ -93,7 +97,7 @@ def table4_suite() -> tuple[TaskSpec, ...]:
 
 
 def multilingual_suite() -> tuple[TaskSpec, ...]:
-    """0-shot ARC-c, HellaSwag, TruthfulQA mc2, MMLU: English, then the six translated Okapi sets."""
+    """0-shot ARC-c, HellaSwag, TruthfulQA mc2, MMLU: English, then the six Okapi translations (Table 5)."""
     specs = [
         TaskSpec("arc_challenge", 0, "acc_norm", "arc", "ARC-c en"),
         TaskSpec("hellaswag", 0, "acc_norm", "hellaswag", "HellaSwag en"),
@@ -148,7 +152,11 @@ SUITES = {"table4": table4_suite, "multilingual": multilingual_suite, "lambada_p
 
 
 def suite(name: str) -> tuple[TaskSpec, ...]:
-    """The task specs of one suite (see :data:`SUITES`)."""
+    """The task specs of one suite (see :data:`SUITES`).
+
+    Raises:
+        EvalError: ``name`` is not a suite (or, for ``table4``, as :func:`table4_suite`).
+    """
     if name not in SUITES:
         raise EvalError(f"unknown suite {name!r}; suites are: {', '.join(SUITES)}")
     return SUITES[name]()
@@ -167,7 +175,11 @@ def default_tasks(cfg: Config) -> list[TaskSpec]:
 
 
 def resolve(tasks: list[str | TaskSpec]) -> list[TaskSpec]:
-    """Specs for task names (a name of any suite; its first spec wins) or specs passed through."""
+    """Specs for task names (a name of any suite; its first spec wins) or specs passed through.
+
+    Raises:
+        EvalError: a name no suite holds (the message suggests close matches).
+    """
     known: dict[str, TaskSpec] = {}
     for name in SUITES:
         for s in suite(name):
@@ -199,6 +211,7 @@ def essays() -> list[tuple[str, list[str]]]:
 
 
 def sentences(paragraph: str) -> list[str]:
+    """The paragraph's sentences: split after ``.``, ``!`` or ``?`` followed by whitespace."""
     return [s for s in re.split(r"(?<=[.!?])\s+", paragraph.strip()) if s]
 
 
@@ -301,7 +314,13 @@ def write_local_tasks(out_dir: Path, seed: int) -> Path:
 
 
 def task_manager(specs: list[TaskSpec], local_dir: Path | None = None) -> Any:
-    """A ``TaskManager`` that indexes only the folders these tasks live in (no 30 s full index)."""
+    """A ``TaskManager`` that indexes only the folders these tasks live in (no 30 s full index).
+
+    ``local_dir``: the folder :func:`write_local_tasks` wrote (needed when an offline task is asked for).
+
+    Raises:
+        EvalError: an offline task is asked for without ``local_dir``.
+    """
     import lm_eval.tasks
     from lm_eval.tasks import TaskManager
 
@@ -317,7 +336,11 @@ def task_manager(specs: list[TaskSpec], local_dir: Path | None = None) -> Any:
 
 
 def check_tasks(specs: list[TaskSpec], tm: Any) -> None:
-    """Every task must be in the manager's index; otherwise an error naming the close matches."""
+    """Every task must be in the manager's index; otherwise an error naming the close matches.
+
+    Raises:
+        EvalError: a task the manager ``tm`` does not index.
+    """
     missing = [s.name for s in specs if s.name not in tm.all_tasks]
     if missing:
         hints = {m: difflib.get_close_matches(m, tm.all_tasks, n=2) for m in missing}
@@ -329,6 +352,11 @@ def model_context(model_dir: str | Path, *, offline: bool) -> int | None:
     """The model's context length from its ``config.json``; None for a Hub id when online.
 
     A local path that is not a model directory, or any non-existent path while offline, is refused.
+    Also None when ``config.json`` holds none of ``max_position_embeddings``/``n_positions``/``n_ctx``/
+    ``seq_length``. The length is in the model's tokens.
+
+    Raises:
+        EvalError: a local path (any path while ``offline``) with no ``config.json``.
     """
     path = Path(model_dir).expanduser()
     looks_local = path.is_absolute() or str(model_dir).startswith(".") or path.exists() or offline \
@@ -486,6 +514,10 @@ def evaluate(model_dir: str | Path, tasks: Sequence[str | TaskSpec], cfg: Config
     The merged results (lm-eval 0.4 shape, no per-sample logs) are returned and, with ``out``,
     written atomically as JSON — the file :func:`.compare.compare` reads. ``prepared`` (from
     :func:`prepare` with the same ``tasks`` and ``cfg``) skips writing and checking the tasks again.
+
+    Raises:
+        EvalError: no tasks; ``prepared`` made for other tasks, limit or seed; a request longer than the
+            model's context; and as :func:`resolve`, :func:`model_context` and :func:`prepare`.
     """
     wanted = resolve(list(tasks))
     if not wanted:
