@@ -1,5 +1,6 @@
 import inspect
 import json
+import statistics
 
 import pytest
 
@@ -285,3 +286,43 @@ def test_derive_refuses_an_input_fact_that_is_not_a_number():
     with pytest.raises(LedgerError, match="input 'energy': fact 'paper.title' is not a number"):
         Ledger("09").derive("x.e", "e", fact="carbon.emissions_t",
                             inputs={**EMISSIONS, "energy": "paper.title"}, formula=mul)
+
+
+def test_power_of_the_paired_test_matches_a_simulation_and_gives_the_detectable_effect():
+    import numpy as np
+    from scipy import stats as st
+
+    from stablelm2.ledger import detectable_effect, paired_power, seeds_needed
+
+    # the detectable effect at 3 seeds: simulated paired t-tests reject 80 % of the time at that effect
+    sd = 0.02
+    eff = detectable_effect(sd, 3)
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(eff, sd, size=(40_000, 3))
+    reject = st.ttest_1samp(diffs, 0.0, axis=1, alternative="greater").pvalue < 0.05
+    assert reject.mean() == pytest.approx(0.8, abs=0.01)
+    assert paired_power(eff / sd, 3) == pytest.approx(0.8, abs=1e-6)
+    # more seeds resolve smaller effects; a large n approaches the normal approximation
+    assert detectable_effect(sd, 10) < eff
+    z = st.norm.ppf(0.95) + st.norm.ppf(0.8)
+    assert detectable_effect(1.0, 400) == pytest.approx(z / 20, rel=0.01)
+    # seeds needed: the smallest n with power ≥ 0.8
+    n = seeds_needed(0.5, 1.0)
+    assert paired_power(0.5, n) >= 0.8 > paired_power(0.5, n - 1)
+    big = seeds_needed(0.05, 1.0)  # about (2.49 / 0.05)² ≈ 2,480: past the unit steps
+    assert big is not None and paired_power(0.05, big) >= 0.8 > paired_power(0.05, big - 1)
+    assert seeds_needed(0.0, 1.0) is None and seeds_needed(1e-4, 1.0) is None  # > 10,000
+    with pytest.raises(LedgerError, match="sd > 0"):
+        detectable_effect(0.0, 3)
+    with pytest.raises(LedgerError, match="n ≥ 2"):
+        paired_power(1.0, 1)
+
+
+def test_an_inconclusive_paired_finding_says_what_this_design_can_detect():
+    c = Ledger("05").finding("n", "a < b", a=[4.0, 4.3, 4.1, 4.2], b=[4.1, 4.2, 4.2, 4.15], expect="a < b")
+    s = c.stats
+    assert c.status == L.INCONCLUSIVE and s["power"] == 0.8
+    diffs = [0.1, -0.1, 0.1, -0.05]
+    assert s["sd_paired"] == pytest.approx(statistics.stdev(diffs))
+    assert s["detectable_effect"] == pytest.approx(L.detectable_effect(statistics.stdev(diffs), 4), rel=1e-6)
+    assert "4 seeds detect an effect of" in c.evidence and "would need" in c.evidence

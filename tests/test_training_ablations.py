@@ -164,7 +164,8 @@ def test_schedule_findings_decide_over_seeds_and_say_where_the_runs_sit():
     scope = ablations.scope(config.load("cpu"), list(got.values()), {"appB": rows})
     assert [s["finding"] for s in scope] == list(got)
     assert "over 3 paired seeds" in scope[0]["can"] and "excludes 0" in scope[0]["can"]
-    assert "nor a difference smaller than the seed-to-seed spread" in scope[1]["cannot"]
+    hyb = got["pretraining.appB_avg_lr_orders_hyb"].stats
+    assert f"nor an effect below {hyb['detectable_effect']:.3g} (what 3 seeds detect 80% of the time" in scope[1]["cannot"]
 
 
 def _rows_d(its, reached=None, base_bpb=2.9):

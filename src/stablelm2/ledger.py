@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -70,6 +71,7 @@ FINDING_KINDS = (DERIVATION, MEASUREMENT, FIT)  # consistency checks are never f
 MIN_SEEDS = 3  # a finding of our own runs needs at least this many seeds
 ALPHA = 0.05  # level of the one-sided test of a finding
 CI_LEVEL = 0.95  # confidence level of an effect's interval
+POWER = 0.8  # the power at which a finding's detectable effect is stated
 
 _ALLOWED = {
     CONSISTENCY: {CONSISTENT, CONFLICT, REPORTED},
@@ -183,6 +185,67 @@ class Interval:
 
 def _num(x: float) -> float:
     return float(f"{x:.10g}")
+
+
+def paired_power(d: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the one-sided paired t-test over ``n`` seeds at level ``alpha`` against a true standardised
+    effect ``d`` (mean paired difference ÷ its standard deviation): ``P(T > t₁₋α)`` with ``T`` noncentral t,
+    ``n − 1`` degrees of freedom, noncentrality ``d·√n`` (scipy.stats.nct).
+
+    Raises:
+        LedgerError: fewer than 2 seeds, or ``alpha`` outside (0, 1).
+    """
+    from scipy import stats as st
+
+    if n < 2 or not 0.0 < alpha < 1.0:
+        raise LedgerError(f"power needs n ≥ 2 seeds and 0 < alpha < 1 (got n = {n}, alpha = {alpha})")
+    crit = float(st.t.ppf(1.0 - alpha, n - 1))
+    return float(st.nct.sf(crit, n - 1, d * math.sqrt(n)))
+
+
+def detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true mean paired difference (in the metric's units) that the one-sided paired t-test over
+    ``n`` seeds detects with probability ``power`` at level ``alpha``, when paired differences spread with
+    standard deviation ``sd`` (:func:`paired_power` solved for the effect with scipy's ``brentq``).
+
+    Raises:
+        LedgerError: ``sd`` not positive and finite, fewer than 2 seeds, or ``power`` not in (alpha, 1).
+    """
+    from scipy.optimize import brentq
+
+    if not (math.isfinite(sd) and sd > 0) or not alpha < power < 1.0:
+        raise LedgerError(f"a detectable effect needs sd > 0 and alpha < power < 1 (got sd = {sd}, power = {power})")
+    hi = 1.0
+    while paired_power(hi, n, alpha) < power:
+        hi *= 2.0
+    return float(brentq(lambda d: paired_power(d, n, alpha) - power, 0.0, hi, xtol=1e-10)) * sd
+
+
+def seeds_needed(effect: float, sd: float, alpha: float = ALPHA, power: float = POWER,
+                 max_seeds: int = 10_000) -> int | None:
+    """How many paired seeds the one-sided paired t-test needs to detect a true mean difference ``effect``
+    (metric units, any sign: its size counts) with probability ``power`` at level ``alpha``, when paired
+    differences spread with standard deviation ``sd``; ``None`` when more than ``max_seeds`` (or ``effect`` is 0).
+
+    Raises:
+        LedgerError: ``sd`` not positive and finite.
+    """
+    if not (math.isfinite(sd) and sd > 0):
+        raise LedgerError(f"seeds_needed needs sd > 0 (got {sd})")
+    d = abs(effect) / sd
+    if d == 0.0:
+        return None
+    n = 2
+    while paired_power(d, n, alpha) < power:
+        n = n + 1 if n < 64 else int(n * 1.25)
+        if n > max_seeds:
+            return None
+    if n > 64:  # the geometric steps overshot: walk back to the smallest n with enough power
+        lo = int(n / 1.25)
+        while lo < n and paired_power(d, lo, alpha) < power:
+            lo += 1
+        n = lo
+    return n
 
 
 def _g(x: Any, unit: str = "", digits: int = 4) -> str:
@@ -539,6 +602,11 @@ class Ledger:
             p_yes, p_no = float(run("greater").pvalue), float(run("less").pvalue)
             ci = run("two-sided").confidence_interval(CI_LEVEL)
             stats.update(p_value=_num(p_yes), p_value_opposite=_num(p_no), ci=[_num(ci.low), _num(ci.high)])
+            if paired:  # what this design can resolve, from the spread of the paired differences it saw
+                sd = statistics.stdev(diffs)
+                need = seeds_needed(effect, sd, alpha)
+                stats.update(sd_paired=_num(sd), power=POWER, detectable_effect=_num(detectable_effect(sd, n, alpha)),
+                             seeds_needed=need)
             if p_yes < alpha:
                 status = REDUCED
             elif p_no < alpha:
@@ -550,6 +618,12 @@ class Ledger:
                                      f"whether {pretty}"}[status]
             said = (f"{n} seeds, effect {_g(effect)} ({CI_LEVEL:.0%} CI [{_g(ci.low)}, {_g(ci.high)}]; positive "
                     f"agrees with the paper), {test} p = {p_yes:.3g}: {verdict}")
+            if paired and status == INCONCLUSIVE:
+                need = stats["seeds_needed"]
+                said += (f" (with this spread, SD {_g(stats['sd_paired'])} of the paired differences, {n} seeds detect "
+                         f"an effect of {_g(stats['detectable_effect'])} {POWER:.0%} of the time; an effect as large "
+                         "as the one seen would need "
+                         + (f"{need} seeds)" if need is not None else "more than 10,000 seeds)"))
         if cannot_decide:
             stats["cannot_decide"] = cannot_decide
             if status != INCONCLUSIVE:

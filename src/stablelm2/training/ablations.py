@@ -805,7 +805,10 @@ def scope(cfg: Config, claims: list[Claim], studies: dict[str, list[dict[str, An
                   f"~{n_paper / 1e9:g}B-parameter models ({tok_paper / max(p['tokens'], 1):.1e}× more), "
                   f"{p['output_classes']:,} output classes against Arcade100k's 100k"
                   + ("" if s.get("p_value") is not None and s["p_value"] < s["alpha"] else
-                     "; nor a difference smaller than the seed-to-seed spread here")
+                     (f"; nor an effect below {s['detectable_effect']:.3g} (what {s['n_seeds']} seeds detect "
+                      f"{s['power']:.0%} of the time at this spread; the effect seen would need "
+                      + (f"{s['seeds_needed']} seeds)" if s.get("seeds_needed") else "more than 10,000 seeds)")
+                      if s.get("detectable_effect") else "; nor a difference smaller than the seed-to-seed spread here"))
                   + (f"; nor this comparison at all: {s['cannot_decide']}" if s.get("cannot_decide") else ""))
         out.append({"finding": c.id, "status": c.status, "can": can, "cannot": cannot})
     return out
