@@ -143,3 +143,25 @@ def test_a_non_finite_score_or_stderr_is_never_a_verdict(ours, ref, flag):
 
     table = compare.compare(results(*ours), results(*ref))
     assert table.loc[("arc_easy", "acc_norm"), "flag"] == flag
+
+
+@pytest.mark.parametrize(("factor", "flag"), [(0.5, "improvement"), (2.0, "regression"), (1.0, "ok")])
+def test_a_lower_perplexity_than_published_is_not_a_regression(pub, factor, flag):
+    ours = copy.deepcopy(pub)
+    ours["results"]["lambada_openai"]["ppl"] *= factor
+    ours["results"]["lambada_openai"]["acc"] *= factor if factor <= 1 else 1.0  # lower accuracy: worse
+    table = compare.compare(ours, pub, metrics="all")
+    row = table.loc[("lambada_openai", "perplexity")]
+    assert row["flag"] == flag
+    assert (row["delta"] < 0) == (factor < 1)  # delta keeps the sign of ours − published
+    if factor < 1:
+        assert table.loc[("lambada_openai", "acc"), "flag"] == "regression"
+
+
+@pytest.mark.parametrize(("metric", "lower"), [
+    ("perplexity", True), ("word_perplexity", True), ("byte_perplexity", True), ("bits_per_byte", True),
+    ("ppl", True), ("perplexity,none", True), ("loss", True), ("ter", True),
+    ("acc", False), ("acc_norm", False), ("exact_match,strict-match", False), ("mc2", False), ("f1", False),
+])
+def test_the_direction_of_each_metric(metric, lower):
+    assert compare.lower_is_better(metric) is lower

@@ -11,7 +11,9 @@ its standard error ``√(σ_ours² + σ_published²)``, a z-score, and a flag:
 * ``harness drift?`` — a significant delta on a task whose definition changed between the two
   harness versions (other dataset copy, renamed metric, new prompt): the model is not necessarily
   at fault; the ``drift`` column says what changed;
-* ``regression`` / ``improvement`` — a significant delta with no known harness change;
+* ``regression`` / ``improvement`` — a significant delta with no known harness change, judged in
+  the metric's own direction: higher is better for accuracies, lower for perplexities, bits per
+  byte, losses and error rates (:func:`lower_is_better`);
 * ``no stderr`` — a delta without a standard error to judge it by; ``not finite`` — a NaN or
   infinite score on either side (never counted as agreement or as a change).
 
@@ -46,6 +48,11 @@ REPORT_METRIC: tuple[tuple[str, str], ...] = (
     (r"gsm8k", "exact_match,strict-match"),
 )
 """(task pattern, metric) the report reads, on today's names (evals/README.md; mc1 is not used)."""
+
+LOWER_IS_BETTER = r"(\w+_)?(perplexity|ppl)|bits_per_byte|bpb|(\w+_)?loss|ter"
+"""Metric names (the part before lm-eval's ``,filter``) where a smaller value is better: lm-eval's
+``perplexity``/``word_perplexity``/``byte_perplexity``/``bits_per_byte``/``ter``, v0.3's ``ppl``,
+and losses. Every other metric (accuracies, exact match, mc2) is read as higher-is-better."""
 
 
 class ResultsShapeError(ValueError):
@@ -151,6 +158,15 @@ def canonical(data: dict[str, Any] | str | Path) -> tuple[dict[tuple[str, str], 
     return out, drift, "v0.3" if v03 else "v0.4"
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` (today's name, an optional ``,filter`` suffix) is better.
+
+    >>> lower_is_better("perplexity"), lower_is_better("bits_per_byte"), lower_is_better("acc_norm")
+    (True, True, False)
+    """
+    return re.fullmatch(LOWER_IS_BETTER, metric.partition(",")[0]) is not None
+
+
 def report_metric(task: str) -> str | None:
     """The metric the report reads for ``task`` (today's name), or None for tasks it does not use."""
     for pattern, metric in REPORT_METRIC:
@@ -181,8 +197,10 @@ def compare(ours: dict[str, Any] | str | Path, reference: dict[str, Any] | str |
 
     ``reference`` may be a dict, a path, or a published model id. ``metrics="report"`` compares the
     metric the report uses per task; ``"all"`` every shared metric. Adds a row ``mmlu (mean of N
-    subjects)`` when both sides hold the same MMLU subjects (S7's unweighted mean). The flags take
-    higher as better: with ``"all"``, a lower perplexity is flagged ``regression``.
+    subjects)`` when both sides hold the same MMLU subjects (S7's unweighted mean). The flags read
+    each metric in its own direction (:func:`lower_is_better`): a lower accuracy is a ``regression``,
+    a lower perplexity or bits per byte an ``improvement``. ``delta`` and ``z`` keep the sign of
+    ours − published.
 
     Raises:
         ValueError: ``metrics`` is not ``"report"`` or ``"all"``.
@@ -245,7 +263,8 @@ def _row(task: str, metric: str, ours: tuple[float, float], ref: tuple[float, fl
         elif drift:
             flag = "harness drift?"
         else:
-            flag = "regression" if delta < 0 else "improvement"
+            worse = delta > 0 if lower_is_better(metric) else delta < 0
+            flag = "regression" if worse else "improvement"
     return {"task": task, "metric": metric, "ours": ours[0], "ours_se": ours[1], "published": ref[0],
             "published_se": ref[1], "delta": delta, "se": se, "z": z, "flag": flag, "drift": drift}
 

@@ -62,7 +62,8 @@ class CompareRow(TypedDict):
     """√(ours_se² + published_se²)."""
     z: float
     flag: str
-    """``ok``, ``regression``, ``improvement``, ``harness drift?``, ``no stderr`` or ``not finite``."""
+    """``ok``, ``regression``, ``improvement``, ``harness drift?``, ``no stderr`` or ``not finite``;
+    regression/improvement in the metric's own direction (:func:`.compare.lower_is_better`)."""
     drift: str
     """Why the harness may have drifted between the two results (empty when it did not)."""
 
