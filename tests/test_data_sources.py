@@ -85,6 +85,18 @@ def test_table1_missing_column_and_file(tmp_path):
         sources.read_table1(tmp_path / "nope.csv")
 
 
+
+@pytest.mark.parametrize("content, match", [
+    (b"source,sampling_weight,tokens,epochs\n", r"empty.csv has a header but no rows; add one row per source"),
+    (b"", r"empty.csv is empty; write the header source,sampling_weight,tokens,epochs"),
+    (b"source,sampling_weight,tokens,epochs\n\xff\xfe,1,2,3\n", r"empty.csv is not UTF-8 text .* UTF-8 CSV"),
+])
+def test_an_empty_or_undecodable_table1_is_a_source_error_naming_the_file(tmp_path, content, match):
+    p = tmp_path / "empty.csv"
+    p.write_bytes(content)
+    with pytest.raises(SourceError, match=match):
+        sources.read_table1(p)
+
 def test_specs_follow_the_config():
     assert set(sources.specs(config.load("smoke"))) == set(sources.sample_specs())
     assert set(sources.specs(config.load("paper"))) == set(sources.PAPER_SOURCES)

@@ -187,20 +187,30 @@ def read_table1(path: str | Path, *, total_tokens: float | None = None, rel_tol:
     Σ tokens × epochs must be within ``rel_tol`` of ``total_tokens`` (None: fact ``data.total_tokens``).
 
     Raises:
-        SourceError: a missing file or column, an unknown or repeated source, a value that is not a
-            non-negative number, weights not summing to 1, or tokens × epochs off the total.
-        ValueError: (not a SourceError) a file with a header but no rows, from ``max()`` of no rows.
+        SourceError: a missing, empty or non-UTF-8 file, a missing column, a header without rows, an
+            unknown or repeated source, a value that is not a non-negative number, weights not
+            summing to 1, or tokens × epochs off the total.
     """
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"Table 1 file {path} does not exist; fix data.table1_path or leave it empty")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in TABLE1_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
-                              f"{','.join(TABLE1_COLUMNS)}")
-        raw = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise SourceError(f"{path} is empty; write the header {','.join(TABLE1_COLUMNS)} and one row "
+                                  "per source, or leave data.table1_path empty")
+            missing = [c for c in TABLE1_COLUMNS if c not in reader.fieldnames]
+            if missing:
+                raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
+                                  f"{','.join(TABLE1_COLUMNS)}")
+            raw = list(reader)
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as a UTF-8 "
+                          "CSV") from None
+    if not raw:
+        raise SourceError(f"{path} has a header but no rows; add one row per source "
+                          f"({','.join(TABLE1_COLUMNS)}), or leave data.table1_path empty")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, r in enumerate(raw, 2):
