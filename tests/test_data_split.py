@@ -40,6 +40,12 @@ def test_every_source_holds_out_at_least_one_document_and_trains_on_the_rest():
         split.held_out_records(cfg, "poetry")
 
 
+@pytest.mark.parametrize("fn", [split.held_out_records, split.held_out_texts])
+def test_an_unknown_source_name_is_refused_naming_the_known_ones(fn):
+    with pytest.raises(SourceError, match=r"unknown sample source 'unknown'; use one of: .*wiki_en"):
+        fn(_cfg("smoke"), "unknown")
+
+
 @pytest.mark.parametrize("preset", ["smoke", "cpu"])
 def test_no_held_out_document_of_any_chapter_is_in_any_training_stream(preset):
     """Chapter 05 trains on DocumentStream('train'); 05's validation, 07's bits per byte and 08's perplexity

@@ -106,12 +106,19 @@ def held_out_records(cfg: Any, name: str) -> list[dict[str, Any]]:
         SampleError: the source's file is missing or altered (:func:`.sample.verify`).
     """
     from . import sample
+
+    spec = _sample_spec(name)
+    return [d for d in sample.documents(name) if is_held_out(d, spec, cfg)]
+
+
+def _sample_spec(name: str) -> StreamSpec:
+    """The spec of a shipped sample source; :class:`SourceError` naming the known ones otherwise."""
+    from .sample import SAMPLE_SOURCES
     from .sources import sample_specs
 
-    spec = sample_specs()[name] if name in sample.SAMPLE_SOURCES else None
-    if spec is None:
-        raise SourceError(f"unknown sample source {name!r}; known: {', '.join(sample.SAMPLE_SOURCES)}")
-    return [d for d in sample.documents(name) if is_held_out(d, spec, cfg)]
+    if name not in SAMPLE_SOURCES:
+        raise SourceError(f"unknown sample source {name!r}; use one of: {', '.join(SAMPLE_SOURCES)}")
+    return sample_specs()[name]
 
 
 def model_text(record: dict[str, Any], spec: StreamSpec) -> str:
@@ -124,10 +131,11 @@ def model_text(record: dict[str, Any], spec: StreamSpec) -> str:
 def held_out_texts(cfg: Any, name: str) -> list[str]:
     """The held-out documents of one shipped sample source as the text a model reads (treatment applied).
 
-    Raises ``KeyError`` (not :class:`SourceError`) for a ``name`` that is not a sample source; otherwise as
-    :func:`held_out_records`, and :class:`.treatments.TreatmentError` for a task record no template fits.
+    Raises:
+        SourceError: ``name`` is not a sample source (checked first; the message names the known ones),
+            or as :func:`held_out_records`.
+        SampleError: as :func:`held_out_records`.
+        TreatmentError: a task record no Restruct-v1 template fits (:func:`.treatments.restructure`).
     """
-    from .sources import sample_specs
-
-    spec = sample_specs()[name]
+    spec = _sample_spec(name)
     return [model_text(r, spec) for r in held_out_records(cfg, name)]
