@@ -40,6 +40,19 @@ def test_every_source_holds_out_at_least_one_document_and_trains_on_the_rest():
         split.held_out_records(cfg, "poetry")
 
 
+@pytest.mark.parametrize("content, match", [
+    (b'{"text": "a"}\nnot json\n', r"local.jsonl:2 is not valid JSON"),
+    (b'{"text": "a"}\n["b"]\n', r"local.jsonl:2 is a JSON list, not an object"),
+    (b'{"text": "a"}\n\xff\xfe\n', r"local.jsonl is not UTF-8 text"),
+    (b"\n\n", r"local.jsonl holds no records; write one JSON object per line"),
+])
+def test_a_bad_local_jsonl_file_is_a_source_error_naming_the_file(tmp_path, content, match):
+    path = tmp_path / "local.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(SourceError, match=match):
+        split.threshold(StreamSpec("local", "g", "web", "en", data_files=str(path)), _cfg("smoke"))
+
+
 @pytest.mark.parametrize("fn", [split.held_out_records, split.held_out_texts])
 def test_an_unknown_source_name_is_refused_naming_the_known_ones(fn):
     with pytest.raises(SourceError, match=r"unknown sample source 'unknown'; use one of: .*wiki_en"):

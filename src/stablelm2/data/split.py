@@ -64,19 +64,33 @@ def _local_lowest(path: str, mtime_ns: int, text_field: str, restruct: bool) -> 
     """(lowest, highest, count) of the raw-document hashes of a local JSON-lines file."""
     spec = StreamSpec("local", "", "web", "en", data_files=path, text_field=text_field,
                       treatment="restruct" if restruct else None)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 "
+                          "JSON lines") from None
     hs = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            hs.append(hash_fraction(raw_document(json.loads(line), spec)))
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{path}:{i} is not valid JSON ({exc.msg}); write one JSON object per line") from None
+        if not isinstance(record, dict):
+            raise SourceError(f"{path}:{i} is a JSON {type(record).__name__}, not an object; write one "
+                              f"{{\"{text_field}\": ...}} object per line")
+        hs.append(hash_fraction(raw_document(record, spec)))
     if not hs:
-        raise SourceError(f"{path} holds no records")
+        raise SourceError(f"{path} holds no records; write one JSON object per line (field {text_field!r})")
     return min(hs), max(hs), len(hs)
 
 
 def threshold(spec: StreamSpec, cfg: Any) -> float:
     """The held-out threshold of a source: ``data.val_fraction``, raised for a local file to hold out ≥ 1 document.
 
-    Raises :class:`SourceError` when a local file has fewer than 2 records or would be held out whole.
+    Raises :class:`SourceError` when a local file is not UTF-8 JSON lines of objects with the text
+    field, has fewer than 2 records, or would be held out whole.
     """
     t = float(cfg.data.val_fraction)
     if spec.hub_id is not None or not spec.data_files or not Path(spec.data_files).is_file():
