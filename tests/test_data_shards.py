@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -105,6 +106,30 @@ def test_a_parallel_build_writes_the_same_shards_and_a_finished_build_is_reused(
     assert again == par
     arr = np.load(tmp_path / "par" / "c00000_m0003.npy")
     assert arr.dtype == np.uint32 and arr.shape == (2, 1, cfg.data.seq_len)
+
+
+def test_bad_arguments_leave_an_earlier_build_untouched(cfg, built, tmp_path):
+    d, _ = built
+    earlier = tmp_path / "earlier"
+    shutil.copytree(d, earlier)
+    before = {f.name: f.read_bytes() for f in earlier.iterdir()}
+    seed5 = config.load("smoke", seed=5, **{"train.micro_batch": 1})
+    # other settings, and a micro-batch config.load would refuse (8 % 3 ≠ 0): build checks it on its own
+    other = dataclasses.replace(seed5, train=dataclasses.replace(seed5.train, micro_batch=3))
+    with pytest.raises(SourceError, match="8 sequences per step.*do not divide into micro-batches of 3") as err:
+        shards.build(other, STEPS, earlier, steps_per_shard=2)
+    assert {f.name: f.read_bytes() for f in earlier.iterdir()} == before  # the old manifest is still there
+    assert "make global_batch_tokens a multiple of seq_len × micro_batch" in str(err.value)  # and the fix
+    with pytest.raises(SourceError, match="unknown source"):
+        shards.build(seed5, STEPS, earlier, weights={"poetry": 1})
+    assert {f.name: f.read_bytes() for f in earlier.iterdir()} == before
+    (earlier / "manifest.json").write_text("{not json")
+    with pytest.raises(SourceError, match="manifest.json is not a shards manifest .* delete it"):
+        shards.build(cfg, STEPS, earlier, steps_per_shard=2)
+    assert (earlier / "manifest.json").read_text() == "{not json"
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SourceError, match="a_file is a file; pass a folder"):
+        shards.build(cfg, STEPS, tmp_path / "a_file")
 
 
 @pytest.mark.slow

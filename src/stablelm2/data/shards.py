@@ -43,7 +43,7 @@ import torch
 from .. import tokenizer
 from ..files import atomic_file, atomic_write_json, sha256_file
 from .packing import _from_ids, resolve_weights, sequences_per_step
-from .sources import SourceError, specs
+from .sources import SourceError, check_spec, specs
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -155,32 +155,50 @@ def build(cfg: Any, steps: int, out_dir: Path | str, *, weights: dict[str, float
 
     ``workers`` > 1 tokenizes in that many processes. An existing complete build with the same
     settings is reused (its manifest returned); the manifest is written last, atomically, so an
-    interrupted build is never taken for a complete one. Raises :class:`SourceError` on bad arguments.
+    interrupted build is never taken for a complete one. Every argument is checked before
+    ``out_dir`` is touched: bad input leaves an earlier build (and its manifest) as it was.
+
+    Raises:
+        SourceError: ``steps``, ``steps_per_shard`` or ``workers`` below 1; ``G`` sequences per step
+            (``train.global_batch_tokens // data.seq_len``) below 1 or not a multiple of
+            ``train.micro_batch``; bad weights (as :func:`.packing.resolve_weights`); a source spec the
+            loader cannot read (:func:`.sources.check_spec`); ``out_dir`` is a file, or holds a
+            manifest that is not JSON.
     """
     if steps < 1 or steps_per_shard < 1 or workers < 1:
         raise SourceError(f"steps = {steps}, steps_per_shard = {steps_per_shard}, workers = {workers}: "
                           "each must be at least 1")
+    L, G, mb = cfg.data.seq_len, sequences_per_step(cfg), cfg.train.micro_batch
+    if G < 1 or mb < 1 or G % mb:
+        raise SourceError(f"{G} sequences per step (train.global_batch_tokens {cfg.train.global_batch_tokens} // "
+                          f"data.seq_len {L}) do not divide into micro-batches of {mb}; make "
+                          "global_batch_tokens a multiple of seq_len × micro_batch")
+    slots = G // mb
+    w = resolve_weights(cfg, weights)
+    names = list(w)
+    all_specs = specs(cfg)
+    for n in names:
+        check_spec(all_specs[n])
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SourceError(f"out_dir {out} is a file; pass a folder for the shards")
     fingerprint = json.loads(json.dumps(_fingerprint(cfg, weights)))
     old = out / MANIFEST
     if old.is_file():
-        man = json.loads(old.read_text(encoding="utf-8"))
+        try:
+            man = json.loads(old.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SourceError(f"{old} is not a shards manifest ({exc}); delete it, or build into another "
+                              "folder") from None
         if man.get("fingerprint") == fingerprint and man.get("steps", 0) >= steps \
                 and man.get("steps_per_shard") == steps_per_shard:
             return man
         old.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    L, G, mb = cfg.data.seq_len, sequences_per_step(cfg), cfg.train.micro_batch
-    if G % mb:
-        raise SourceError(f"{G} sequences per step do not divide into micro-batches of {mb}")
-    slots = G // mb
-    w = resolve_weights(cfg, weights)
-    names = list(w)
     probs = np.array([w[n] for n in names])
     # the streaming loader's generator and draws: choice(p) one at a time consumes one double each,
     # so drawing a chunk at once continues the very same sequence of sources
     rng = np.random.Generator(np.random.PCG64([cfg.run.seed, 0]))
-    all_specs = specs(cfg)
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
         streams = {n: _SourceTokens(all_specs[n], cfg, pool, width=2 * workers) for n in names}
