@@ -95,10 +95,36 @@ def test_greedy_and_speed():
         measure.speed(eng, [], 4)
 
 
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda eng: measure.speed(eng, [0, 1], 4, repeats=0), "repeats = 0"),
+    (lambda eng: measure.speed(eng, [0, 1], 4, repeats=-1), "repeats = -1"),
+    (lambda eng: measure.speed(eng, [0, 1], 0), "gen_tokens = 0"),
+    (lambda eng: measure.speed(eng, [], 4), "non-empty prompt"),
+    (lambda eng: measure.greedy(eng, [0], 0), "n = 0"),
+    (lambda eng: measure.greedy(eng, [], 2), "non-empty prompt"),
+    (lambda eng: measure.compare({"x": eng}, eng, [], n_vocab=8), "at least one window"),
+    (lambda eng: measure.compare({"x": eng}, eng, [[0, 1], [2]], n_vocab=8), r"window\(s\) \[1\]"),
+    (lambda eng: measure.compare({"x": eng}, eng, [[0, 1]], n_vocab=0), "n_vocab = 0"),
+    (lambda eng: measure.TorchEngine("no-such-checkpoint", threads=-1), "threads = -1"),
+])
+def test_counts_below_one_are_refused_naming_the_argument_before_the_engine_runs(call, match):
+    class Untouchable:
+        backend = "test"
+
+        def __getattr__(self, name):
+            raise AssertionError(f"the engine was used ({name}) before the arguments were checked")
+
+    with pytest.raises(ValueError, match=match):
+        call(Untouchable())
+
+
 def test_bandwidth_bound():
     assert measure.bandwidth_bound(bytes_per_token=2e9, bandwidth=20e9) == 10.0
     with pytest.raises(ValueError):
         measure.bandwidth_bound(bytes_per_token=0, bandwidth=1)
+    with pytest.raises(ValueError, match="positive finite"):
+        measure.bandwidth_bound(bytes_per_token=math.nan, bandwidth=1)
 
 
 def test_heldout_windows_are_deterministic_and_open_with_eot():

@@ -55,8 +55,12 @@ class Engine(Protocol):
 class TorchEngine:
     """The transformers checkpoint in fp32: the reference every format is compared with (GPU if any).
 
-    ``threads`` sets torch's CPU threads; ``device`` is ``"auto"`` (cuda when available, else cpu) or a
-    torch device name. Raises :class:`~.checkpoint.CheckpointError` when ``path`` is not a StableLM folder.
+    ``threads`` sets torch's CPU threads (None or 0: torch's default); ``device`` is ``"auto"`` (cuda when
+    available, else cpu) or a torch device name.
+
+    Raises:
+        ValueError: ``threads`` is negative (checked before the checkpoint is opened).
+        CheckpointError: ``path`` is not a StableLM folder (:func:`.checkpoint.check`).
     """
 
     backend = "torch"
@@ -67,6 +71,8 @@ class TorchEngine:
 
         from .checkpoint import check
 
+        if threads is not None and threads < 0:
+            raise ValueError(f"threads = {threads}; pass a positive thread count, or None/0 for torch's default")
         check(path)
         self._torch = torch
         if threads:
@@ -151,8 +157,21 @@ def compare(engines: dict[str, Engine], reference: Engine, windows: list[list[in
     logits (float32) are widened to float64 before the softmax, and every reduction (normaliser, KL,
     log-likelihood) is accumulated in float64, so a KL divergence is never negative by rounding.
     (The arithmetic runs in torch: a window is ~positions × 100k logits per format.)
+
+    Raises:
+        ValueError: ``windows`` is empty, a window has fewer than 2 tokens (nothing to predict), or
+            ``n_vocab`` < 1 — before any engine runs.
     """
     import torch
+
+    if not windows:
+        raise ValueError("compare needs at least one window of token ids; see heldout_windows")
+    short = [i for i, w in enumerate(windows) if len(w) < 2]
+    if short:
+        raise ValueError(f"window(s) {short[:5]} have fewer than 2 tokens (nothing to predict); "
+                         "give every window at least 2 token ids")
+    if n_vocab < 1:
+        raise ValueError(f"n_vocab = {n_vocab}; pass the tokenizer's vocabulary size (≥ 1)")
 
     names = ["FP32", *engines]
     acc = {n: {"nll": 0.0, "kl": 0.0, "agree": 0.0} for n in names}
@@ -179,7 +198,15 @@ def compare(engines: dict[str, Engine], reference: Engine, windows: list[list[in
 
 
 def greedy(engine: Engine, prompt: list[int], n: int) -> list[int]:
-    """``n`` greedily generated token ids after ``prompt`` (argmax of each step's logits, KV cache kept)."""
+    """``n`` greedily generated token ids after ``prompt`` (argmax of each step's logits, KV cache kept).
+
+    Raises:
+        ValueError: ``prompt`` is empty or ``n`` < 1 (before the engine runs).
+    """
+    if len(prompt) < 1:
+        raise ValueError("greedy needs a non-empty prompt (at least one token id)")
+    if n < 1:
+        raise ValueError(f"n = {n}; greedy needs at least one token to generate")
     logits = engine.prefill(prompt)
     out = []
     for _ in range(n):
@@ -199,10 +226,14 @@ def speed(engine: Engine, prompt: list[int], gen_tokens: int, *, repeats: int = 
     ``prompt_tokens``, ``gen_tokens``, ``repeats`` and ``generated``.
 
     Raises:
-        ValueError: ``prompt`` is empty or ``gen_tokens`` < 1.
+        ValueError: ``prompt`` is empty, ``gen_tokens`` < 1 or ``repeats`` < 1 (before the engine runs).
     """
-    if gen_tokens < 1 or len(prompt) < 1:
-        raise ValueError("speed needs a non-empty prompt and at least one generated token")
+    if len(prompt) < 1:
+        raise ValueError("speed needs a non-empty prompt (at least one token id)")
+    if gen_tokens < 1:
+        raise ValueError(f"gen_tokens = {gen_tokens}; speed needs at least one generated token")
+    if repeats < 1:
+        raise ValueError(f"repeats = {repeats}; speed needs at least one timed repeat (quant.speed_repeats)")
     greedy(engine, prompt[:8], 2)  # warm-up: first-call allocations, page faults of mmapped weights
     pp_best = tg_best = 0.0
     tg_all: list[float] = []
@@ -228,8 +259,9 @@ def bandwidth_bound(*, bytes_per_token: float, bandwidth: float) -> float:
     ``bytes_per_token`` is in bytes (e.g. :attr:`.gguf_io.GGUFInfo.bytes_per_token`).
 
     Raises:
-        ValueError: either argument is not positive.
+        ValueError: either argument is not a positive finite number.
     """
-    if bytes_per_token <= 0 or bandwidth <= 0:
-        raise ValueError("bytes_per_token and bandwidth must be positive")
+    if not (0 < bytes_per_token < math.inf and 0 < bandwidth < math.inf):
+        raise ValueError(f"bytes_per_token = {bytes_per_token} and bandwidth = {bandwidth} must both be "
+                         "positive finite numbers (bytes, bytes/s)")
     return bandwidth / bytes_per_token
