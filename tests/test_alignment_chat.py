@@ -100,6 +100,16 @@ def test_a_template_or_tokenizer_that_breaks_the_format_is_refused(tok, auto_tok
         chat.check_template(auto_tok)
 
 
+
+@pytest.mark.parametrize("template", [None, ""])
+@pytest.mark.parametrize("check", [chat.check_sk_template, chat.generation_header, chat.check_template])
+def test_a_tokenizer_without_a_chat_template_is_refused_before_anything_is_rendered(tok_dir, template, check):
+    bare = tokenizer.load_transformers(tok_dir)
+    bare.chat_template = template
+    with pytest.raises(chat.ChatTemplateError, match="has no chat template; fix: save it with"):
+        check(bare)
+
+
 @pytest.mark.parametrize("special", sorted(tokenizer.special_tokens()))
 def test_special_token_text_in_messages_is_text_on_every_chat_path(tok, special):
     """SFT (TRL: conversation, mask), DPO (TRL: prompt with generation prompt, then prompt + reply),

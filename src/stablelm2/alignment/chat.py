@@ -84,6 +84,18 @@ class TemplateCheck:
     generation_header: str
 
 
+_NO_TEMPLATE = ("the tokenizer has no chat template; fix: save it with "
+                "stablelm2.tokenizer.save_transformers(directory)")
+
+
+def _own_template(tok: Any) -> str:
+    """The tokenizer's own chat template; :class:`ChatTemplateError` when it has none (empty or None)."""
+    own = getattr(tok, "chat_template", None)
+    if not own:
+        raise ChatTemplateError(_NO_TEMPLATE)
+    return own
+
+
 def format_of(template: str | None) -> tuple[chat_formats.ChatFormat, bool]:
     """``(format, with_negative)``: the :mod:`stablelm2.chat_formats` format that ``template`` is.
 
@@ -92,8 +104,7 @@ def format_of(template: str | None) -> tuple[chat_formats.ChatFormat, bool]:
             the known formats' templates.
     """
     if not template:
-        raise ChatTemplateError("the tokenizer has no chat template; fix: save it with "
-                                "stablelm2.tokenizer.save_transformers(directory)")
+        raise ChatTemplateError(_NO_TEMPLATE)
     if not re.search(r"\{%-?\s*generation\s*-?%\}", template):
         raise ChatTemplateError("the chat template has no {% generation %} markers, so TRL cannot find the "
                                 "assistant's tokens for the loss; fix: use stablelm2.tokenizer.CHAT_TEMPLATE")
@@ -160,9 +171,12 @@ def generation_header(tok: Any, template: str | None = None) -> str:
     """The text the template appends for ``add_generation_prompt`` (zephyr: ``<|assistant|>\\n``).
 
     Raises:
-        ChatTemplateError: the generation prompt does not extend the rendered conversation, or does not
-            name the assistant exactly once.
+        ChatTemplateError: ``template`` is None and the tokenizer has no chat template (checked first), or the
+            generation prompt does not extend the rendered conversation, or does not name the assistant
+            exactly once.
     """
+    if template is None:
+        _own_template(tok)
     msgs = PROBE[:2]
     base = tok.apply_chat_template(msgs, chat_template=template, tokenize=False)
     full = tok.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=True)
@@ -179,11 +193,11 @@ def check_sk_template(tok: Any) -> TemplateCheck:
     Returns :func:`check_template`'s result for :data:`SK_TEMPLATE`.
 
     Raises:
-        ChatTemplateError: the two templates render differently, :func:`check_template` fails, or
-            :data:`NEGATIVE_TOKEN` is not one token of the tokenizer. (A tokenizer with no chat template at
-            all fails first inside transformers' ``apply_chat_template``, with its ``ValueError``.)
+        ChatTemplateError: the tokenizer has no chat template (checked before anything is rendered), the
+            two templates render differently, :func:`check_template` fails, or :data:`NEGATIVE_TOKEN` is
+            not one token of the tokenizer.
     """
-    own = tok.chat_template
+    _own_template(tok)
     for msgs in (PROBE, PROBE[1:], PROBE[1:3]):
         for gen in (False, True):
             a = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
@@ -193,8 +207,6 @@ def check_sk_template(tok: Any) -> TemplateCheck:
                     "the self-knowledge template renders differently from the tokenizer's own template "
                     f"({a!r} vs {b!r}); it assumes the {FORMAT.name} format — fix: save the tokenizer with "
                     "stablelm2.tokenizer.save_transformers, or adapt SK_TEMPLATE")
-    if own is None:
-        raise ChatTemplateError("the tokenizer has no chat template")
     check = check_template(tok, SK_TEMPLATE)
     neg = [{"role": "user", "content": "Hi"}, {"role": NEGATIVE_TOKEN, "content": "Hello."}]
     out = tok.apply_chat_template(neg, chat_template=SK_TEMPLATE, tokenize=True, return_dict=True,
