@@ -66,13 +66,13 @@ class TorchEngine:
     backend = "torch"
 
     def __init__(self, path: Path | str, *, threads: int | None = None, device: str = "auto"):
+        if threads is not None and threads < 0:
+            raise ValueError(f"threads = {threads}; pass a positive thread count, or None/0 for torch's default")
         import torch
         from transformers import AutoModelForCausalLM
 
         from .checkpoint import check
 
-        if threads is not None and threads < 0:
-            raise ValueError(f"threads = {threads}; pass a positive thread count, or None/0 for torch's default")
         check(path)
         self._torch = torch
         if threads:
