@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -115,6 +116,14 @@ def test_a_study_runs_every_arm_with_every_seed_and_its_rows_survive_json(tmp_pa
     assert json.loads(json.dumps(rows)) == rows
     again = ablations.schedule_study(cfg, tmp_path, kinds=("cosine", "rsqrt"))  # read back from the cache
     assert again == rows
+    # its FLOPs (hence MFU) are those of the shortlisted proxy that trained, not of the full-vocabulary model
+    from stablelm2 import model
+
+    h = json.loads(next((tmp_path / "appB" / "cosine").glob("*/history.json")).read_text())
+    proxy = ablations.proxy_config(cfg, kind="cosine")
+    short = dataclasses.replace(proxy, model=dataclasses.replace(proxy.model, vocab_size=cfg.train.ablation_vocab + 1))
+    assert h["flops_per_token"] == pytest.approx(model.flops_per_token(short)["total"])
+    assert h["flops_per_token"] < model.flops_per_token(proxy)["total"] / 10
     figures.plot_schedules(rows)
 
 

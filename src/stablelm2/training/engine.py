@@ -59,6 +59,7 @@ cpu --out build/run`` (or :func:`stablelm2.training.launch.spawn`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -351,7 +352,12 @@ def train(cfg: Config, out_dir: Path | str, *, resume: bool = True, weights: dic
 
     # rank 0 measures the machine's peak while the others wait in the broadcast (no contention)
     peak, peak_basis = _broadcast(device_peak_flops(device, cfg, world) if main else None, world)
-    flops_tok = model_lib.flops_per_token(cfg)["total"]
+    # the FLOPs of the model that trains: a factory may give it another vocabulary (the ablations' shortlist)
+    head = backend.raw.get_output_embeddings()  # type: ignore[operator]  # a transformers model's method
+    out_rows = int(head.weight.shape[0])
+    flops_cfg = cfg if out_rows == cfg.model.vocab_size else dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, vocab_size=out_rows))
+    flops_tok = model_lib.flops_per_token(flops_cfg)["total"]
     history.update({"peak_flops": peak, "peak_basis": peak_basis, "flops_per_token": flops_tok})
     metrics_lib.start_tracking(acc, cfg, first_step=start + 1, world_size=world, backend=backend_name,
                                grad_accum=lay.grad_accum)
