@@ -70,3 +70,40 @@ def test_an_error_in_the_worker_chain_reaches_the_caller(tmp_path, monkeypatch):
         build.build_formats(tiny_checkpoint(), tmp_path / "out", ["Q4_0", "MLX_Q4"], progress=False, overlap=True)
     stamp = json.loads((tmp_path / "out" / "built.json").read_text())["built"]
     assert "Q4_0" not in stamp and {"F16", "MLX_Q4"} <= set(stamp)  # what finished is kept for the next run
+
+
+def test_streams_swapped_by_the_two_chains_are_put_back(tmp_path, monkeypatch):
+    """The worker's capture of llama.cpp's log and a progress display in this thread (rich's ``Live``, as NNCF
+    uses) both swap ``sys.stderr``; interleaved, the display restores the worker's stand-in. The build puts the
+    streams back as they were (a stand-in left in a Jupyter kernel hung chapter 08 at its next cell)."""
+    import contextlib
+    import io
+    import sys
+    import threading
+
+    from stablelm2.quantization import gguf_io, mlx_io
+
+    entered, swapped, done = threading.Event(), threading.Event(), threading.Event()
+    real_quantize, real_export = gguf_io.quantize, mlx_io.export
+
+    def quantize(*args, **kwargs):
+        with contextlib.redirect_stderr(io.StringIO()):  # the worker saves the stream it saw, then puts it back
+            entered.set()
+            assert swapped.wait(30)
+        done.set()
+        return real_quantize(*args, **kwargs)
+
+    def export(*args, **kwargs):
+        assert entered.wait(30)
+        restore = sys.stderr  # what a Live saves on start: here the worker's stand-in
+        sys.stderr = io.StringIO()
+        swapped.set()
+        assert done.wait(30)
+        sys.stderr = restore  # ... and puts back on stop, after the worker has restored the real one
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(gguf_io, "quantize", quantize)
+    monkeypatch.setattr(mlx_io, "export", export)
+    before = sys.stdout, sys.stderr
+    build.build_formats(tiny_checkpoint(), tmp_path / "out", ["Q4_0", "MLX_Q4"], progress=False, overlap=True)
+    assert (sys.stdout, sys.stderr) == before

@@ -17,10 +17,13 @@ appears whole or not at all; a format already built from the same source is reus
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -167,22 +170,42 @@ def build_formats(checkpoint: Path | str, out_dir: Path | str, formats: list[str
         return got
 
     try:
-        if gguf and rest and overlap:
-            # llama.cpp's converter (a subprocess) and quantizer (C, the GIL released) run beside the
-            # OpenVINO trace and NNCF compression, which leave a core idle much of the time
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf") as pool:
-                pending = pool.submit(gguf_chain)
-                try:
-                    built = other_chain()
-                finally:
-                    built_gguf = pending.result()  # waits; re-raises the chain's error
-            built.update(built_gguf)
-        else:
-            built = {**gguf_chain(), **other_chain()}
+        with _restore_stdio():  # the libraries of both chains swap sys.stdout/sys.stderr while they run
+            if gguf and rest and overlap:
+                # llama.cpp's converter (a subprocess) and quantizer (C, the GIL released) run beside the
+                # OpenVINO trace and NNCF compression, which leave a core idle much of the time
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf") as pool:
+                    pending = pool.submit(gguf_chain)
+                    try:
+                        built = other_chain()
+                    finally:
+                        built_gguf = pending.result()  # waits; re-raises the chain's error
+                built.update(built_gguf)
+            else:
+                built = {**gguf_chain(), **other_chain()}
     finally:
         bar.close()
     paths.update(built)
     return {REFERENCE: checkpoint, **{n: paths[n] for n in ["F16", *(s.name for s in todo)] if n in paths}}
+
+
+@contextlib.contextmanager
+def _restore_stdio() -> Iterator[None]:
+    """Put ``sys.stdout``/``sys.stderr`` back as they were when the block exits.
+
+    The two chains of :func:`build_formats` run in two threads, and libraries in both replace the
+    process-wide ``sys.stderr`` for a while and put back what they saw when they started: NNCF's rich
+    progress display (``rich.live.Live`` redirects both streams) in this thread, the capture of
+    llama.cpp's log (:func:`.gguf_io.quantize`) in the worker. Interleaved, one of them restores the
+    other's stand-in — in a Jupyter kernel a rich ``FileProxy`` whose ``flush`` recurses through
+    ``display()``, so the kernel fails the next ``execute_request`` before running it and the chapter
+    hangs until its cell timeout (seen in chapter 08's speed cell).
+    """
+    out, err = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 def _trace(checkpoint: Path, dtype: str):
