@@ -2,7 +2,7 @@
 
 - :func:`kernel_manager` — the kernel manager class the runner gives papermill: the kernel talks
   over IPC (Unix sockets in a private temporary folder), so no TCP port is opened and ipykernel
-  (7.x) has no "running over TCP without encryption" warning to print; the kernel process's own
+  has no "running over TCP without encryption" warning to print; the kernel process's own
   stdout/stderr go to the chapter's log file instead of the terminal.
 - :func:`move_noise` — moves what the libraries said out of an executed notebook (stderr
   lines, Python warnings however shown, library log records printed on stdout; not progress bars,
