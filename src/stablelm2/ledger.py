@@ -235,17 +235,16 @@ def seeds_needed(effect: float, sd: float, alpha: float = ALPHA, power: float = 
     d = abs(effect) / sd
     if d == 0.0:
         return None
-    n = 2
-    while paired_power(d, n, alpha) < power:
-        n = n + 1 if n < 64 else int(n * 1.25)
-        if n > max_seeds:
-            return None
-    if n > 64:  # the geometric steps overshot: walk back to the smallest n with enough power
-        lo = int(n / 1.25)
-        while lo < n and paired_power(d, lo, alpha) < power:
-            lo += 1
-        n = lo
-    return n
+    if paired_power(d, max_seeds, alpha) < power:
+        return None
+    lo, hi = 1, max_seeds  # power grows with n: bisect for the smallest n in (lo, hi] that has enough
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if paired_power(d, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return max(hi, 2)
 
 
 def _g(x: Any, unit: str = "", digits: int = 4) -> str:
