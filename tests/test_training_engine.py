@@ -162,16 +162,18 @@ def test_deepspeed_backend_is_refused_on_cpu_before_anything_is_written(tmp_path
 
 
 def test_fused_head_loss_has_the_logits_loss_and_its_gradients(monkeypatch):
-    """The chunked head + cross-entropy (several vocabulary chunks, a masked target) against full logits."""
+    """The blocked head + cross-entropy (several token blocks, the last short, masked targets) against full logits:
+    the loss, the gradients of a summed loss (formed in forward), of per-token weights (formed again in
+    backward), and the loss with no gradients wanted."""
     from stablelm2.training import head_loss
 
     g = torch.Generator().manual_seed(3)
     hidden = torch.randn(2, 40, 16, generator=g)
     weight = torch.randn(3000, 16, generator=g) * 0.3
-    monkeypatch.setattr(head_loss, "CHUNK_ELEMENTS", 80 * 256)  # 80 tokens → 3000 rows in 12 chunks, the last short
+    monkeypatch.setattr(head_loss, "CHUNK_ELEMENTS", 80 * 256)  # 3000 rows → blocks of 32 tokens: 32 + 32 + 16
     labels = torch.randint(0, 3000, (2, 40), generator=g)
     labels[0, 7] = labels[1, 0] = -100
-    assert head_loss.chunk_rows(80, 3000) == 256
+    assert head_loss.chunk_tokens(80, 3000) == 32
     ref_h, ref_w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     s_ref, n_ref = engine.token_loss(ref_h @ ref_w.t(), labels)
     s_ref.backward()
@@ -183,6 +185,21 @@ def test_fused_head_loss_has_the_logits_loss_and_its_gradients(monkeypatch):
     assert torch.allclose(h.grad, ref_h.grad, rtol=1e-4, atol=1e-6)
     assert torch.allclose(w.grad, ref_w.grad, rtol=1e-4, atol=1e-6)
     assert float(w.grad[labels[0, 8]].abs().sum()) > 0  # a target row receives the one-hot part
+    weights = torch.rand(2 * 40, generator=g)  # per-token weights: not a plain sum
+    ref_h.grad = ref_w.grad = h.grad = w.grad = None
+    targets = torch.full_like(labels, -100)
+    targets[:, :-1] = labels[:, 1:]
+    ref_per = torch.nn.functional.cross_entropy(ref_h.reshape(-1, 16) @ ref_w.t(), targets.reshape(-1),
+                                                reduction="none")
+    (ref_per * weights).sum().backward()
+    per = head_loss.per_token_loss(h.reshape(-1, 16), w, targets.reshape(-1))
+    (per * weights).sum().backward()
+    assert torch.allclose(per, ref_per.detach(), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(h.grad, ref_h.grad, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(w.grad, ref_w.grad, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        s_eval, _ = head_loss.token_loss(h, w, labels)
+    assert float(s_eval) == pytest.approx(float(s_ref), rel=1e-6) and not s_eval.requires_grad
     with pytest.raises(ValueError, match="outside the vocabulary"):
         head_loss.token_loss(hidden, weight[:100], labels)
 

@@ -22,8 +22,8 @@ every scale:
   restart at each document, which transformers turns into a block-diagonal causal mask) and
   ``data.validation_sets`` for the held-out loss per domain;
 * **speed** — the model trains through :class:`.head_loss.LossModule`: the LM head fused with the
-  cross-entropy in vocabulary chunks, so the ``[tokens, 100k]`` logits are never held (the small
-  models' largest cost; same loss to fp32 rounding); fused AdamW; each process gets
+  cross-entropy in token blocks, its gradients formed in the forward pass, so the ``[tokens, 100k]``
+  logits are never held (the small models' largest cost; same loss to fp32 rounding); fused AdamW; each process gets
   ``cores // processes`` intra-op threads (``run.threads`` overrides), set in :func:`main` before
   torch does any work; bf16 autocast where ``train.precision = 'bf16'`` and the device computes
   bf16 natively (CUDA, or a CPU reporting ``avx512_bf16``/``amx_bf16``; :func:`.backends.autocast_bf16`);

@@ -4,10 +4,13 @@ With a 100,352-token vocabulary and a narrow model, the output head is most of a
 at the ``cpu`` preset (d = 128, 512 tokens per micro-batch) the ``[tokens, vocabulary]`` logits are
 205 MB in fp32, written by the head, read and rewritten by ``log_softmax``, and again by its
 backward — memory traffic, not arithmetic, sets the step time. :func:`token_loss` never holds them:
-it multiplies the hidden states by the head ``C`` vocabulary rows at a time (a chunk of at most
-16 MB), keeps each token's log-sum-exp, and in backward recomputes each chunk's
-logits to form ``softmax − one-hot`` and both gradients from it. That costs one more head matmul
-(4 instead of 3) and saves every pass over the full logits.
+it takes the tokens a block at a time (:func:`chunk_tokens`: a ``[block, vocabulary]`` slab of at
+most :data:`CHUNK_ELEMENTS` logits), and for each block forms the logits, their log-sum-exp, and —
+when gradients are wanted — ``softmax − one-hot`` and both gradients from it, in the forward pass.
+The backward pass then only scales them by the incoming gradient (the same for every token when the
+loss is a sum, as in training; any other weighting recomputes them). Three head matmuls per step,
+the count of the plain logits path, and no pass over the full logits (the vocabulary-chunked
+version this replaces recomputed every chunk's logits in backward: four).
 
 The numbers are the same objective as :func:`stablelm2.training.engine.token_loss` (per-token loss
 in fp32, summed in float64, transformers' ``-100`` convention), equal up to fp32 rounding (the
@@ -31,18 +34,22 @@ from typing import Any
 import torch
 
 IGNORE = -100
-CHUNK_ELEMENTS = 2**22
-"""Logits held at once (fp32: 16 MB); the vocabulary chunk is this over the tokens, at least 256 rows. Measured
-on the 2-core machine (head + loss of 512 tokens, d = 128, forward and backward, under load): 1 thread
-2.7 s at 2²⁰ and 2²² against 3.65 s for full logits; 2 threads 15.2 s at 2²⁰, 6.4 s at 2²² against
-4.0 s — every chunk is a few parallel regions, and two threads on a loaded machine wait for each
-other at each one, so fewer, larger chunks."""
+CHUNK_ELEMENTS = 2**24
+"""Logits held at once (fp32: 64 MB); the token block is this over the vocabulary, a multiple of 32 and at least
+32 tokens (160 at V = 100,352). Measured on the 2-core AMD machine (head + loss of 512 tokens, d = 128,
+V = 100,352, forward and backward, best of 5): 1 thread 0.82 s against 1.06 s for the vocabulary-chunked version
+this replaced, 2 threads 0.45 s against 0.65 s; blocks of 64 and 256 tokens within 10 % of it."""
 
 
-def chunk_rows(n_tokens: int, vocab: int) -> int:
-    """Vocabulary rows per chunk for ``n_tokens`` tokens: about :data:`CHUNK_ELEMENTS` logits, a multiple of 64."""
-    rows = max(256, (CHUNK_ELEMENTS // max(n_tokens, 1)) // 64 * 64)
-    return min(rows, vocab)
+def chunk_tokens(n_tokens: int, vocab: int) -> int:
+    """Tokens per block for a ``vocab``-row head: about :data:`CHUNK_ELEMENTS` logits, a multiple of 32, ≥ 32.
+
+    Raises ValueError for a vocabulary below 1 row.
+    """
+    if vocab < 1:
+        raise ValueError(f"vocab = {vocab}: a head needs at least one row")
+    rows = max(32, (CHUNK_ELEMENTS // vocab) // 32 * 32)
+    return max(1, min(rows, n_tokens))
 
 
 def _compute_dtype(h: torch.Tensor) -> torch.dtype:
@@ -50,49 +57,81 @@ def _compute_dtype(h: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else h.dtype
 
 
+def _blocks(h: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor, g: torch.Tensor | None,
+            dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Log-sum-exp of every row of ``h @ weightᵀ`` [N] and, with per-token weights ``g`` [N] (0 where ignored),
+    the gradients of ``Σ g·loss`` for ``h`` [N, d] and ``weight`` [V, d] (fp32), one token block at a time."""
+    n, d = h.shape
+    hc, w = h.to(dtype), weight.to(dtype)
+    lse = torch.empty(n, dtype=torch.float32, device=h.device)
+    grad_h = grad_w = None
+    if g is not None:
+        grad_h = torch.empty((n, d), dtype=torch.float32, device=h.device)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
+    step = chunk_tokens(n, weight.shape[0])
+    for t0 in range(0, n, step):
+        hb = hc[t0:t0 + step]
+        logits = (hb @ w.t()).float()  # [block, V]
+        top = logits.amax(dim=-1, keepdim=True)
+        e = logits.sub_(top).exp_()
+        total = e.sum(dim=-1, keepdim=True)
+        lse[t0:t0 + step] = (top + total.log()).squeeze(1)
+        if g is None:
+            continue
+        assert grad_h is not None and grad_w is not None
+        p = e.mul_(g[t0:t0 + step, None] / total).to(dtype)  # g·softmax
+        if dtype == torch.float32:
+            torch.mm(p, w, out=grad_h[t0:t0 + step])
+            grad_w.addmm_(p.t(), hb)
+        else:
+            grad_h[t0:t0 + step] = (p @ w).float()
+            grad_w.add_((p.t() @ hb).float())
+    if g is not None:
+        assert grad_h is not None and grad_w is not None
+        grad_h.sub_(g[:, None] * weight[idx].float())  # the one-hot part of softmax − one-hot
+        grad_w.index_add_(0, idx, -(g[:, None] * h.float()))
+    return lse, grad_h, grad_w
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Per-token cross-entropy of ``h @ weightᵀ`` against ``targets`` (0 where ignored), chunked over the vocabulary."""
+    """Per-token cross-entropy of ``h @ weightᵀ`` against ``targets``, its gradients formed in the forward pass."""
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype):
         with torch.autocast(h.device.type, enabled=False):
             valid = targets != IGNORE
             idx = targets.clamp(min=0)
-            hc = h.to(dtype)
-            rows = chunk_rows(h.shape[0], weight.shape[0])
-            parts = []
-            for v0 in range(0, weight.shape[0], rows):
-                logits = (hc @ weight[v0:v0 + rows].to(dtype).t()).float()
-                parts.append(torch.logsumexp(logits, dim=-1))
-            lse = torch.logsumexp(torch.stack(parts, dim=1), dim=1)
-            target_logit = (hc * weight[idx].to(dtype)).sum(-1).float()
+            unit = valid.float()
+            lse, grad_h, grad_w = _blocks(h, weight, idx, unit, dtype)
+            target_logit = (h.to(dtype) * weight[idx].to(dtype)).sum(-1).float()
             per_token = torch.where(valid, lse - target_logit, 0.0)
-        ctx.save_for_backward(h, weight, idx, valid, lse)
+        ctx.save_for_backward(h, weight, idx, valid, grad_h, grad_w)
         ctx.dtype = dtype
         return per_token
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        h, weight, idx, valid, lse = ctx.saved_tensors
-        dtype = ctx.dtype
-        with torch.autocast(h.device.type, enabled=False):
-            g = torch.where(valid, grad.float(), 0.0)[:, None]  # dloss/dlogit = g·(softmax − one-hot)
-            hc = h.to(dtype)
-            grad_h = torch.zeros(h.shape, dtype=torch.float32, device=h.device)
-            grad_w = torch.empty(weight.shape, dtype=torch.float32, device=h.device)
-            rows = chunk_rows(h.shape[0], weight.shape[0])
-            for v0 in range(0, weight.shape[0], rows):
-                w = weight[v0:v0 + rows].to(dtype)
-                p = (hc @ w.t()).float().sub_(lse[:, None]).exp_().mul_(g).to(dtype)
-                if dtype == torch.float32:
-                    grad_h.addmm_(p, w)
-                    torch.mm(p.t(), hc, out=grad_w[v0:v0 + rows])
-                else:
-                    grad_h.add_((p @ w).float())
-                    grad_w[v0:v0 + rows] = (p.t() @ hc).float()
-            grad_h.sub_(g * weight[idx].float())
-            grad_w.index_add_(0, idx, -(g * h.float()))
+        h, weight, idx, valid, grad_h, grad_w = ctx.saved_tensors
+        g = torch.where(valid, grad.float(), 0.0)
+        first = g[valid][:1]
+        if first.numel() and bool((g[valid] == first).all()):  # a summed loss: the forward's gradients, scaled
+            scale = first[0]
+            grad_h, grad_w = grad_h * scale, grad_w * scale
+        elif first.numel():  # per-token weights: form the gradients again with them
+            with torch.autocast(h.device.type, enabled=False):
+                _, grad_h, grad_w = _blocks(h, weight, idx, g, ctx.dtype)
+        else:
+            grad_h, grad_w = torch.zeros_like(grad_h), torch.zeros_like(grad_w)
         return grad_h.to(h.dtype), grad_w.to(weight.dtype), None, None
+
+
+def _loss_only(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    with torch.autocast(h.device.type, enabled=False):
+        valid = targets != IGNORE
+        idx = targets.clamp(min=0)
+        lse, _, _ = _blocks(h, weight, idx, None, dtype)
+        target_logit = (h.to(dtype) * weight[idx].to(dtype)).sum(-1).float()
+        return torch.where(valid, lse - target_logit, 0.0)
 
 
 def per_token_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -106,7 +145,9 @@ def per_token_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor)
                          f"{tuple(weight.shape)}, {tuple(targets.shape)}")
     if targets.numel() and int(targets.max()) >= weight.shape[0]:
         raise ValueError(f"a target id {int(targets.max())} is outside the vocabulary of {weight.shape[0]} rows")
-    return _LinearCrossEntropy.apply(h, weight, targets, _compute_dtype(h))
+    if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
+        return _LinearCrossEntropy.apply(h, weight, targets, _compute_dtype(h))
+    return _loss_only(h, weight, targets, _compute_dtype(h))  # evaluation: no gradients formed
 
 
 def token_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
