@@ -31,8 +31,13 @@ def test_proxy_config_scales_the_run_keeps_the_schedule_shape_and_sets_the_seed(
     # the proxy's own peak rate, the floor kept at the same ratio; 0 keeps the preset's
     assert cfg.train.ablation_peak_lr == 1e-2
     assert (b.schedule.peak_lr, b.schedule.min_lr) == pytest.approx((1e-2, 1e-2 * cfg.schedule.min_lr / cfg.schedule.peak_lr))
-    same = ablations.proxy_config(config.load("cpu", **{"train.ablation_peak_lr": 0.0}))
+    same = ablations.proxy_config(config.load("cpu", **{"train.ablation_peak_lr": 0.0, "train.ablation_micro_batch": 0}))
     assert (same.schedule.peak_lr, same.schedule.min_lr) == (cfg.schedule.peak_lr, cfg.schedule.min_lr)
+    # the proxy's own micro-batch (one pass per 2,048-token step at cpu); 0 keeps train.micro_batch
+    assert b.train.micro_batch == 16 and same.train.micro_batch == cfg.train.micro_batch == 4
+    assert c.train.micro_batch == 8  # a 1,024-token batch is 8 sequences: the largest divisor of 16 that fits
+    with pytest.raises(ConfigError, match="not a multiple of train.ablation_micro_batch × data.seq_len = 24 × 128"):
+        config.load("cpu", **{"train.ablation_micro_batch": 24})
     assert not ablations.enabled(config.load("paper"))
     with pytest.raises(ConfigError, match="train.ablation_steps = 0"):
         ablations.proxy_config(config.load("paper"))

@@ -113,7 +113,8 @@ def proxy_config(cfg: Config, *, steps: int | None = None, batch_tokens: int | N
 
     Warm-up, horizon T and cool-down keep their share of the preset's run; ``cooldown=False``
     drops the cool-down (App. D's open-ended rsqrt runs); ``train.ablation_peak_lr`` > 0 replaces the
-    peak learning rate (the floor ``schedule.min_lr`` keeps its ratio to it). The run is validated
+    peak learning rate (the floor ``schedule.min_lr`` keeps its ratio to it); ``train.ablation_micro_batch`` > 0
+    sets the micro-batch (the largest divisor of it that also divides the batch's sequences). The run is validated
     :data:`EVALS` times.
     Raises :class:`ConfigError` when ``train.ablation_steps`` is 0 (preset ``paper``).
     """
@@ -131,7 +132,10 @@ def proxy_config(cfg: Config, *, steps: int | None = None, batch_tokens: int | N
                          kind=kind or s.kind)
     if t.ablation_peak_lr:  # the proxy's own rate; the floor keeps its ratio to the peak
         d["schedule"].update(peak_lr=t.ablation_peak_lr, min_lr=s.min_lr * t.ablation_peak_lr / s.peak_lr)
-    d["train"].update(steps=n, global_batch_tokens=batch_tokens or t.ablation_batch_tokens, checkpoint_every=0,
+    tokens = batch_tokens or t.ablation_batch_tokens
+    seqs = tokens // cfg.data.seq_len
+    d["train"].update(steps=n, global_batch_tokens=tokens, checkpoint_every=0,
+                      micro_batch=math.gcd(t.ablation_micro_batch, seqs) if t.ablation_micro_batch and seqs else t.micro_batch,
                       eval_every=max(1, n // EVALS), n_procs=1, n_nodes=1)  # ablations run on one process
     if seed is not None:
         d["run"]["seed"] = seed

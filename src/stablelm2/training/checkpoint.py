@@ -65,7 +65,7 @@ _STEP_DIR = re.compile(r"^step_(\d{7,})$")
 # and the settings of the appendix ablations (separate runs with their own identity).
 _NOT_IDENTITY = {"train": {"checkpoint_every", "eval_every", "launch", "gpu", "n_nodes", "n_procs", "backend",
                            "ablation_steps", "ablation_batch_tokens", "ablation_d_model", "ablation_val_seqs", "ablation_seeds",
-                           "ablation_vocab", "ablation_peak_lr", "trackers"}}
+                           "ablation_vocab", "ablation_peak_lr", "ablation_micro_batch", "trackers"}}
 
 
 class CheckpointError(RuntimeError):
