@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -202,6 +203,39 @@ def test_fused_head_loss_has_the_logits_loss_and_its_gradients(monkeypatch):
     assert float(s_eval) == pytest.approx(float(s_ref), rel=1e-6) and not s_eval.requires_grad
     with pytest.raises(ValueError, match="outside the vocabulary"):
         head_loss.token_loss(hidden, weight[:100], labels)
+
+
+@pytest.mark.parametrize("case", ["overflow", "vanish"])
+def test_fused_head_loss_takes_the_textbook_path_where_exponentials_would_overflow_or_vanish(case):
+    """Logits past ±SAFE_EXP (fp32's exp overflows above 88.7 and vanishes below −103): the block subtracts
+    each token's largest logit first, and the loss and gradients are as close to a float64 computation as
+    the fp32 full-logits path is (within 3×: both lose digits where the gradient is a difference of large terms)."""
+    from stablelm2.training import head_loss
+
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(1, 24, 8, generator=g)
+    weight = torch.randn(500, 8, generator=g) * 0.3
+    u = hidden[0, 0] / hidden[0, 0].dot(hidden[0, 0])  # u · hidden[0, 0] = 1
+    if case == "overflow":
+        weight[7] = 200 * u  # one logit of 200: exp overflows
+    else:
+        weight = weight * 0.01 - 200 * u  # every logit of the first token near −200: every exp vanishes
+    labels = torch.randint(0, 500, (1, 24), generator=g)
+    top = (hidden[0] @ weight.t()).amax(-1)
+    assert float(top.max()) > head_loss.SAFE_EXP if case == "overflow" else float(top.min()) < -head_loss.SAFE_EXP
+
+    def grads(fn, dtype):
+        h, w = hidden.clone().to(dtype).requires_grad_(), weight.clone().to(dtype).requires_grad_()
+        s, _ = fn(h, w)
+        s.backward()
+        return float(s), h.grad.double(), w.grad.double()
+
+    exact = grads(lambda h, w: engine.token_loss(h @ w.t(), labels), torch.float64)
+    logits32 = grads(lambda h, w: engine.token_loss(h @ w.t(), labels), torch.float32)
+    fused = grads(lambda h, w: head_loss.token_loss(h, w, labels), torch.float32)
+    assert math.isfinite(fused[0]) and fused[0] == pytest.approx(exact[0], rel=1e-6)
+    for i in (1, 2):
+        assert float((fused[i] - exact[i]).abs().max()) <= 3 * float((logits32[i] - exact[i]).abs().max()) + 1e-7
 
 
 def test_fused_head_leaves_a_short_runs_losses_where_the_logits_path_puts_them(monkeypatch):
