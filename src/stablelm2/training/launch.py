@@ -91,7 +91,7 @@ def start(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, fl
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # glibc keeps freed memory for reuse instead of mapping fresh pages for every step's logits
-    # (measured: more system time in page faults than arithmetic; see ablations._reuse_freed_memory)
+    # (measured: more system time in page faults than arithmetic; see hardware.reuse_freed_memory)
     env.setdefault("MALLOC_MMAP_MAX_", "0")
     env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 30))
     return subprocess.Popen(command(nproc, spec, out_dir, resume=resume, progress=progress), env=env,
