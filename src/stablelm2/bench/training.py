@@ -5,7 +5,9 @@ micro-batches (chapter 01's loader), with the same global batch (micro-batch 4 �
 × 128 tokens = 2,048 on one process), the same fused AdamW (β, ε, weight decay, parameter groups), the
 same ``LambdaLR`` schedule and clipping at 1.0, the same objective (the mean cross-entropy over the
 global batch's target tokens: the Trainer divides by ``num_items_in_batch``), the same precision and
-the same threads, in the same Python process, one after the other, repeat by repeat. Neither gets
+the same threads, in the same Python process, one after the other, repeat by repeat, with glibc
+keeping freed memory for reuse as chapter 05's training processes do (:func:`stablelm2.hardware.reuse_freed_memory`;
+without it both spend a large share of a step in page faults for freshly mapped buffers). Neither gets
 a handicap: the Trainer logs nothing, saves nothing and evaluates nothing; the engine keeps its
 per-step bookkeeping (metrics log, progress file, tracker). The engine's advantage is its own
 code: the LM head fused with the loss (:mod:`stablelm2.training.head_loss`), where the Trainer
@@ -140,6 +142,7 @@ def training_throughput(repeats: int = 3) -> list[dict]:
     dtype = "bfloat16" if cfg.train.precision == "bf16" else "float32"
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    kept = hardware.reuse_freed_memory()  # as chapter 05's training processes run (launch.start), for both
     try:
         peak = hardware.matmul_peak_flops(threads, dtype)  # measured here, before the runs, on the same threads
         ours, peer = [], []
@@ -161,6 +164,8 @@ def training_throughput(repeats: int = 3) -> list[dict]:
                note=f"cpu preset model, 1 process with {threads} thread(s) (the cpu run's share per process: "
                     f"{hardware.usable_cores()} cores / {procs} processes), {tokens} tokens/step, precision {prec}; "
                     f"median interval between step ends ({len(flat_ours)} intervals each, {repeats} repeats); "
+                    f"glibc {'keeping' if kept else 'not told to keep'} freed memory for reuse, as chapter 05's "
+                    "processes run; "
                     f"ratio over every pairing of repeats {spread[0]:.2f}–{spread[1]:.2f}",
                ratio_spread=spread, tokens_per_s_by_repeat_ours=per_ours, tokens_per_s_by_repeat_peer=per_peer,
                precision=cfg.train.precision, threads=threads, samples_ours=flat_ours, samples_peer=flat_peer),
