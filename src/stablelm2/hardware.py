@@ -160,11 +160,16 @@ def memory_bandwidth(threads: int | None = None) -> float:
     return BANDWIDTH_BYTES / seconds
 
 
+REUSE_FREED_MEMORY_ENV: dict[str, str] = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+"""The same setting as :func:`reuse_freed_memory` for a process about to start (glibc reads these at start-up):
+chapter 05's training processes (:func:`stablelm2.training.launch.start`) and every chapter's kernel
+(:func:`stablelm2.runner.execute`) get them unless the environment already sets them."""
+
+
 def reuse_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse rather than hand every large block back to the OS (for
     the rest of this process); ``False`` where the C library has no ``mallopt`` (not glibc), which
-    changes nothing. Chapter 05's engine processes get the same through ``MALLOC_MMAP_MAX_`` and
-    ``MALLOC_TRIM_THRESHOLD_`` (:func:`stablelm2.training.launch.start`).
+    changes nothing. A process about to start gets the same through :data:`REUSE_FREED_MEMORY_ENV`.
 
     Measured on this project's CPU proxy (full vocabulary, one thread): a step spent more time in
     the kernel's page faults for freshly mapped logits than in arithmetic (0.69 s of system time

@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from .. import config as config_lib
+from .. import hardware
 from ..config import Config
 from ..files import atomic_write_json, atomic_write_text
 from . import layout as layout_lib
@@ -92,8 +93,8 @@ def start(cfg: Config, out_dir: Path | str, nproc: int, *, weights: dict[str, fl
     env.setdefault("PYTHONUNBUFFERED", "1")
     # glibc keeps freed memory for reuse instead of mapping fresh pages for every step's logits
     # (measured: more system time in page faults than arithmetic; see hardware.reuse_freed_memory)
-    env.setdefault("MALLOC_MMAP_MAX_", "0")
-    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 30))
+    for k, v in hardware.REUSE_FREED_MEMORY_ENV.items():
+        env.setdefault(k, v)
     return subprocess.Popen(command(nproc, spec, out_dir, resume=resume, progress=progress), env=env,
                             stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
