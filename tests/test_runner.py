@@ -1,4 +1,5 @@
 import json
+import os
 
 import nbformat
 import pytest
@@ -197,3 +198,24 @@ def test_a_config_field_set_on_the_command_line_reaches_the_notebook(build_dir):
     keys = runner.plan_keys("smoke", {"overrides": {"schedule.peak_lr": 0.002, "train.steps": 11}},
                             runner.notebooks_dir())
     assert "config" in runner.fingerprint.changed(results[0]["key_parts"], keys["04_lr_schedule"][1])
+
+
+def test_the_kernel_runs_with_the_build_root_and_glibc_keeping_freed_memory(tmp_path, monkeypatch):
+    """The kernel inherits STABLELM2_BUILD_DIR and the malloc settings (a setting the caller made wins); the
+    runner's own environment is as it was afterwards."""
+    from stablelm2 import hardware
+
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    seen = tmp_path / "env.json"
+    names = ["STABLELM2_BUILD_DIR", *hardware.REUSE_FREED_MEMORY_ENV]
+    nbfixtures.write(nb_dir / "00_env.ipynb", 'preset = "cpu"',
+                     f"import json, os\njson.dump({{k: os.environ.get(k) for k in {names!r}}}, open({str(seen)!r}, 'w'))")
+    monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4096")  # the caller's choice is kept
+    before = dict(os.environ)
+    [rec] = runner.run(None, "smoke", nb_dir=nb_dir, root=tmp_path / "build", progress=False)
+    assert rec["status"] == "finished"
+    assert json.loads(seen.read_text()) == {"STABLELM2_BUILD_DIR": str(tmp_path / "build"), "MALLOC_MMAP_MAX_": "0",
+                                            "MALLOC_TRIM_THRESHOLD_": "4096"}
+    assert dict(os.environ) == before

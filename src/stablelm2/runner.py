@@ -35,7 +35,7 @@ import papermill as pm
 from tqdm.auto import tqdm
 
 from . import chapters as registry
-from . import fingerprint, quiet
+from . import fingerprint, hardware, quiet
 from .config import PRESETS, ConfigError, build_root, repo_root
 from .config import load as load_config
 from .files import atomic_write_json, atomic_write_text
@@ -223,7 +223,9 @@ def execute(chapter: str, preset: str, parameters: dict[str, Any] | None = None,
     cell, a timeout or a dead kernel gives ``status="failed"`` with ``error``, ``cell`` (index of the
     cell in the executed notebook, as its page shows it) and ``cell_source`` (its first line).
     ``progress`` shows papermill's bar of executed cells (a long chapter is not silent for minutes).
-    The kernel runs over IPC; stderr outputs move to :func:`log_file` and machine paths are scrubbed.
+    The kernel runs over IPC, with ``STABLELM2_BUILD_DIR`` = ``root`` and glibc told to keep freed memory for
+    reuse (:data:`stablelm2.hardware.REUSE_FREED_MEMORY_ENV`, unless the environment sets those variables);
+    stderr outputs move to :func:`log_file` and machine paths are scrubbed.
     """
     refuse_owned(parameters or {})
     nb_dir = nb_dir or notebooks_dir()
@@ -239,9 +241,11 @@ def execute(chapter: str, preset: str, parameters: dict[str, Any] | None = None,
     record: dict[str, Any] = {"chapter": chapter, "preset": preset, "parameters": params,
                               "output": str(out.relative_to(root)), "log": str(log_path.relative_to(root)),
                               "started": _now(), "cell_timeout_s": timeout_s}
-    env_before = os.environ.get("STABLELM2_BUILD_DIR")
-    os.environ["STABLELM2_BUILD_DIR"] = str(root)
-    try:
+    kernel_env = {"STABLELM2_BUILD_DIR": str(root),
+                  **{k: os.environ.get(k, v) for k, v in hardware.REUSE_FREED_MEMORY_ENV.items()}}
+    env_before = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)  # the kernel inherits them; glibc keeps freed memory for reuse (chapter 06 at cpu:
+    try:                           # 198.6 -> 112.8 s, the same results)
         with open(log_path, "w", encoding="utf-8") as log:
             stopped = False  # a timeout or a dead kernel (papermill marks only cells that raised)
             try:
@@ -256,10 +260,11 @@ def execute(chapter: str, preset: str, parameters: dict[str, Any] | None = None,
                 stopped = True
             _tidy(out, log, record, stopped)
     finally:
-        if env_before is None:
-            os.environ.pop("STABLELM2_BUILD_DIR", None)
-        else:
-            os.environ["STABLELM2_BUILD_DIR"] = env_before
+        for k, before in env_before.items():
+            if before is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = before
     record["duration_s"] = round(time.time() - t0, 2)
     return record
 
