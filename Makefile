@@ -22,6 +22,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	$(PY) -m stablelm2.quantization.converter install  # llama.cpp's HF→GGUF converter, from the llama-cpp-python sdist
+	$(PY) -m stablelm2.training.launch check-tools  # the paper's launch files through DeepSpeed, accelerate, bash; builds DeepSpeed's CPU op once
 	cp $(LOCK) $(VENV)/installed.lock
 	touch $(STAMP)
 

@@ -145,3 +145,20 @@ def test_a_failed_run_reports_the_workers_error():
            "E1128 failed (exitcode: 1)", "  traceback : To enable traceback see: …"]
     assert launch._failure(out) == "[rank1]: KeyError: 'w'"
     assert launch._failure(out + ["error: checkpoint … is damaged"]) == "checkpoint … is damaged"
+
+
+def test_check_tools_loads_the_paper_launch_files_and_reports_a_refusal(capsys, monkeypatch):
+    """`make venv`'s step: the paper preset's files through their tools (exit 0, a line per tool); a refusal
+    exits 1 with the tool's words."""
+    assert launch.main(["check-tools"]) == 0
+    out = capsys.readouterr().out
+    assert "deepspeed: deepspeed.runtime.config.DeepSpeedConfig" in out and "slurm: bash -n" in out
+
+    def refuse(cfg, paths):
+        raise launch.LaunchError("DeepSpeed refuses ds.json: train_batch_size is not equal to micro × accum × world")
+
+    monkeypatch.setattr(launch, "validate_launch_files", refuse)
+    assert launch.main(["check-tools"]) == 1
+    assert "launch files refused: DeepSpeed refuses ds.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        launch.main(["nonsense"])

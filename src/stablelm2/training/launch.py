@@ -415,3 +415,40 @@ def validate_launch_files(cfg: Config, paths: dict[str, Path]) -> dict[str, dict
         "spec": {"tool": "stablelm2.config.load (the engine's own reader)", "preset": back.run.preset,
                  "steps": back.train.steps},
     }
+
+
+def check_tools(wall_hours: float = 1.0) -> dict[str, dict[str, Any]]:
+    """Write the ``paper`` preset's launch files into a temporary folder and load each with the tool that consumes
+    it, as chapter 05 does (:func:`validate_launch_files`); returns its table. Raises :class:`LaunchError` on a
+    refusal.
+
+    ``make venv`` runs it once: the first start of DeepSpeed's communication backend in a virtual environment
+    compiles DeepSpeed's shared-memory op for the CPU (38 s on the 2-core reference machine; torch caches it per
+    environment), which chapter 05 would otherwise pay in its first ``make report``.
+    """
+    cfg = config_lib.load("paper")
+    with tempfile.TemporaryDirectory(prefix="stablelm2-launch-") as tmp:
+        return validate_launch_files(cfg, write_launch_files(cfg, tmp, wall_hours=wall_hours))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stablelm2.training.launch check-tools``: :func:`check_tools`, one line per tool; exit status 1
+    with the tool's words when one refuses its file. Raises ``SystemExit`` on bad arguments (argparse)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m stablelm2.training.launch",
+                                 description="Load the paper preset's launch files with the tools that consume them.")
+    ap.add_argument("command", choices=["check-tools"])
+    ap.parse_args(argv)
+    try:
+        checks = check_tools()
+    except LaunchError as exc:
+        print(f"launch files refused: {exc}", file=sys.stderr)
+        return 1
+    for name, row in checks.items():
+        print(f"{name}: {row['tool']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
