@@ -30,8 +30,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from .files import sha256_bytes, sha256_json
 
 PACKAGE = "stablelm2"
@@ -133,13 +131,22 @@ def _data_files(folder: Path) -> list[Path]:
     return out
 
 
+def _read_notebook(notebook: Path) -> Any:
+    # nbformat imported here: its validator pulls in jsonschema's format checkers (rfc3987_syntax builds a
+    # grammar at import, 1.8 s), which every training and ablation process would pay through the checkpoint
+    # module's use of this one, though only the runner reads notebooks
+    import nbformat
+
+    return nbformat.read(str(notebook), as_version=4)
+
+
 def notebook_code(notebook: Path) -> str:
     """The notebook's code cells as Python source for import analysis.
 
     A cell magic's first line (``%%time``, ``%%capture``) is dropped so the code under it is seen;
     line magics and shell lines (``%matplotlib inline``, ``!ls``) become ``pass``.
     """
-    nb = nbformat.read(str(notebook), as_version=4)
+    nb = _read_notebook(notebook)
     cells = []
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -190,7 +197,7 @@ def upstream(notebook: Path, earlier: list[str]) -> list[str]:
         FingerprintError: the declaration is not a list of names or ``"*"``, or names a chapter that is
             not in ``earlier``.
     """
-    nb = nbformat.read(str(notebook), as_version=4)
+    nb = _read_notebook(notebook)
     declared = nb.metadata.get("stablelm2", {}).get("upstream", [])
     if declared == "*":
         return list(earlier)
