@@ -205,6 +205,26 @@ def test_fused_head_loss_has_the_logits_loss_and_its_gradients(monkeypatch):
         head_loss.token_loss(hidden, weight[:100], labels)
 
 
+def test_fused_head_loss_backward_twice_accumulates_the_same_gradients_again():
+    """The forward's gradients are scaled in place by the first backward; a second (retain_graph) forms them again."""
+    from stablelm2.training import head_loss
+
+    g = torch.Generator().manual_seed(7)
+    hidden, weight = torch.randn(2, 12, 8, generator=g), torch.randn(300, 8, generator=g) * 0.3
+    labels = torch.randint(0, 300, (2, 12), generator=g)
+    ref_h, ref_w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    s_ref, n_ref = engine.token_loss(ref_h @ ref_w.t(), labels)
+    (s_ref / n_ref).backward()
+    h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    s, n = head_loss.token_loss(h, w, labels)
+    loss = s / n
+    loss.backward(retain_graph=True)
+    assert torch.allclose(w.grad, ref_w.grad, rtol=1e-4, atol=1e-7)
+    loss.backward()
+    assert torch.allclose(h.grad, 2 * ref_h.grad, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(w.grad, 2 * ref_w.grad, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("case", ["overflow", "vanish"])
 def test_fused_head_loss_takes_the_textbook_path_where_exponentials_would_overflow_or_vanish(case):
     """Logits past ±SAFE_EXP (fp32's exp overflows above 88.7 and vanishes below −103): the block subtracts

@@ -86,7 +86,7 @@ def _blocks(h: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor, g: torch.T
     grad_h = grad_w = None
     if g is not None:
         grad_h = torch.empty((n, d), dtype=torch.float32, device=h.device)
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
+        grad_w = torch.empty(weight.shape, dtype=torch.float32, device=h.device)  # the first block writes it
     step = chunk_tokens(n, weight.shape[0])
     buf = torch.empty(weight.shape[0] * step, dtype=torch.float32, device=h.device)
     for t0 in range(0, n, step):
@@ -101,9 +101,16 @@ def _blocks(h: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor, g: torch.T
         ec = e.to(dtype)
         grad_h[t0:t0 + step] = (ec.t() @ w).float().mul_(scale)
         if dtype == torch.float32:
-            grad_w.addmm_(ec, hb * scale)
+            if t0:
+                grad_w.addmm_(ec, hb * scale)
+            else:
+                torch.mm(ec, hb * scale, out=grad_w)
         else:
-            grad_w.add_((ec @ (hb.float() * scale).to(dtype)).float())
+            part = (ec @ (hb.float() * scale).to(dtype)).float()
+            if t0:
+                grad_w.add_(part)
+            else:
+                grad_w.copy_(part)
     if g is not None:
         assert grad_h is not None and grad_w is not None
         grad_h.sub_(g[:, None] * weight[idx].float())  # the one-hot part of softmax − one-hot
@@ -123,23 +130,25 @@ class _LinearCrossEntropy(torch.autograd.Function):
             lse, grad_h, grad_w = _blocks(h, weight, idx, unit, dtype)
             target_logit = (h.to(dtype) * weight[idx].to(dtype)).sum(-1).float()
             per_token = torch.where(valid, lse - target_logit, 0.0)
-        ctx.save_for_backward(h, weight, idx, valid, grad_h, grad_w)
+        ctx.save_for_backward(h, weight, idx, valid)
+        ctx.grads = (grad_h, grad_w)  # intermediates, not inputs or outputs: kept on ctx, scaled in place once
         ctx.dtype = dtype
         return per_token
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        h, weight, idx, valid, grad_h, grad_w = ctx.saved_tensors
+        h, weight, idx, valid = ctx.saved_tensors
+        formed, ctx.grads = ctx.grads, None  # a second backward (retain_graph) forms them again
         g = torch.where(valid, grad.float(), 0.0)
         first = g[valid][:1]
-        if first.numel() and bool((g[valid] == first).all()):  # a summed loss: the forward's gradients, scaled
-            scale = first[0]
-            grad_h, grad_w = grad_h * scale, grad_w * scale
-        elif first.numel():  # per-token weights: form the gradients again with them
+        if not first.numel():
+            return torch.zeros_like(h), torch.zeros_like(weight), None, None
+        if formed is not None and bool((g[valid] == first).all()):  # a summed loss: the forward's, scaled in place
+            grad_h, grad_w = (t.mul_(first[0]) for t in formed)
+        else:  # per-token weights (or a second backward): form the gradients again with them
             with torch.autocast(h.device.type, enabled=False):
                 _, grad_h, grad_w = _blocks(h, weight, idx, g, ctx.dtype)
-        else:
-            grad_h, grad_w = torch.zeros_like(grad_h), torch.zeros_like(grad_w)
+        assert grad_h is not None and grad_w is not None
         return grad_h.to(h.dtype), grad_w.to(weight.dtype), None, None
 
 
