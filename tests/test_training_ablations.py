@@ -289,3 +289,13 @@ def test_paper_plan_prices_the_same_arms_and_seeds():
     hours = 6 * F.value("appendix.ablation_model_params") * 3 * 4 * tok / (F.value("train.tflops_per_gpu") * 1e12) / 3600
     assert rows["App. B"]["gpu_hours"] == pytest.approx(hours, rel=1e-9)
     assert json.loads(json.dumps(list(rows.values()))) == list(rows.values())
+
+
+def test_batch_study_on_two_workers_gives_the_serial_numbers(tmp_path):
+    """App. D submits a seed's larger batches as its baseline finishes: a different order, the same runs."""
+    serial = ablations.batch_study(config.load("smoke"), tmp_path / "one")
+    pooled = ablations.batch_study(config.load("smoke", overrides={"train.n_procs": 2}), tmp_path / "two")
+    assert [r["multiple"] for r in pooled] == [1, 2, 3, 4]
+    for a, b in zip(serial, pooled, strict=True):
+        assert (a["iterations_by_seed"], a["loss_by_seed"], a["final_val_bpb_by_seed"]) == \
+            (b["iterations_by_seed"], b["loss_by_seed"], b["final_val_bpb_by_seed"])

@@ -52,6 +52,7 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -372,30 +373,41 @@ def _worker_init() -> None:
 _POOLS: dict[int, Any] = {}
 
 
-def run_many(cfg: Config, jobs: list[dict[str, Any]]) -> list[History]:
-    """:func:`run` for every job (its keyword arguments), in order.
+def submit(cfg: Config, job: dict[str, Any]) -> Future[History]:
+    """:func:`run` of one job (its keyword arguments), as a future of its history.
 
-    With ``train.n_procs`` > 1 the jobs go to that many worker processes of one thread each (kept
-    for the next study), so both cores work without threads fighting over them; with one
-    process they run here, on one thread. A run's numbers do not depend on which worker ran it.
+    With ``train.n_procs`` > 1 the job goes to that many worker processes of one thread each (kept
+    for the next study), so both cores work without threads fighting over them; with one process
+    it runs here, on one thread, before this returns (its error raised here). A run's numbers do
+    not depend on which worker ran it, nor in which order the jobs were submitted.
     """
     if cfg.train.n_procs <= 1:
         prev = torch.get_num_threads()
         torch.set_num_threads(1)  # a small run on a busy machine: 3.3 s on one thread against 23 s on two (measured)
         try:
-            return [run(**job) for job in jobs]
+            done: Future[History] = Future()
+            done.set_result(run(**job))
+            return done
         finally:
             torch.set_num_threads(prev)
+    return _pool(cfg.train.n_procs).submit(_run_job, job)
+
+
+def run_many(cfg: Config, jobs: list[dict[str, Any]]) -> list[History]:
+    """:func:`submit` every job (its keyword arguments); their histories, in order."""
+    return [f.result() for f in [submit(cfg, job) for job in jobs]]
+
+
+def _pool(workers: int) -> Any:
     import atexit
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if cfg.train.n_procs not in _POOLS:
-        _POOLS[cfg.train.n_procs] = ProcessPoolExecutor(cfg.train.n_procs, mp_context=multiprocessing.get_context("spawn"),
-                                                        initializer=_worker_init)
-        atexit.register(_POOLS[cfg.train.n_procs].shutdown)
-    pool = _POOLS[cfg.train.n_procs]
-    return list(pool.map(_run_job, jobs))
+    if workers not in _POOLS:
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=_worker_init)
+        atexit.register(_POOLS[workers].shutdown)
+    return _POOLS[workers]
 
 
 def _run_job(job: dict[str, Any]) -> History:
@@ -596,16 +608,20 @@ def batch_study(cfg: Config, root: Path, multiples: list[int] | None = None, pro
     b0 = cfg.train.ablation_batch_tokens
     base_cfgs = [proxy_config(cfg, batch_tokens=b0, kind="rsqrt", cooldown=False, seed=s) for s in sd]
     window = min(max(mults), base_cfgs[0].train.steps) * b0  # every run averages its loss over these many tokens
-    bases = run_many(cfg, [dict(c=c, out=Path(root) / "appD" / "x1", ref=ref, progress=progress) for c in base_cfgs])
-    targets = [smoothed_loss(h, window) for h in bases]
+    pending = [submit(cfg, dict(c=c, out=Path(root) / "appD" / "x1", ref=ref, progress=progress)) for c in base_cfgs]
     larger = [m for m in mults if m != 1]
-    jobs = []
-    for m in larger:
-        for s, target in zip(sd, targets, strict=True):
-            until = UntilLoss(target, window)
-            jobs.append(dict(c=proxy_config(cfg, batch_tokens=m * b0, kind="rsqrt", cooldown=False, seed=s),
-                             out=Path(root) / "appD" / f"x{m}", ref=ref, stop=until, tag=repr(until), progress=progress))
-    grouped: dict[int, list[History]] = {1: bases, **_by_arm(larger, sd, run_many(cfg, jobs))}
+    runs: dict[tuple[int, int], Future[History]] = {}
+    targets = []
+    for s, base in zip(sd, pending, strict=True):
+        # a seed's larger batches start as soon as its baseline is done (no worker waits for the other baselines),
+        # the largest first: it has the most work per step
+        targets.append(smoothed_loss(base.result(), window))
+        until = UntilLoss(targets[-1], window)
+        for m in sorted(larger, reverse=True):
+            runs[m, s] = submit(cfg, dict(c=proxy_config(cfg, batch_tokens=m * b0, kind="rsqrt", cooldown=False, seed=s),
+                                          out=Path(root) / "appD" / f"x{m}", ref=ref, stop=until, tag=repr(until),
+                                          progress=progress))
+    grouped = {1: [f.result() for f in pending], **{m: [runs[m, s].result() for s in sd] for m in larger}}
     rows = []
     for m in [1, *larger]:
         hs = grouped[m]
