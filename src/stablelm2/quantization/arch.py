@@ -4,6 +4,8 @@ How fast a format decodes depends on the shapes and the storage of the weights, 
 values, so a seeded random ``StableLmForCausalLM`` of the paper's shape (chapter 03's
 ``model.build`` at preset ``paper``: 24 layers, width 2048, vocabulary 100,352) saved in fp16 is,
 for bytes on disk and tokens per second, the released 1.6B model. No quality is claimed from it.
+Its weights are drawn directly in fp16 from the distribution ``model.build`` uses (:func:`random_model`),
+not the same values: 1.6B draws instead of 3.3B (transformers' default init, then ours) and a cast.
 
 The checkpoint and its formats are built once and cached under ``build/cache/arch_1p6b/<key>/``
 (the key hashes the architecture, the seed and the llama-cpp-python / OpenVINO / NNCF versions);
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata as md
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -31,7 +34,12 @@ from . import build as qbuild
 from .formats import check
 from .speed import speed_rows
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import StableLmForCausalLM
+
 CACHE = "arch_1p6b"
+INIT = "normal, drawn in the checkpoint's dtype"  # part of the cache key: another init is another checkpoint
 
 
 def paper_config(cfg: Config) -> Config:
@@ -45,7 +53,7 @@ def cache_dir(cfg: Config) -> Path:
 
     versions = {p: md.version(p) for p in ("llama-cpp-python", "openvino", "nncf", "transformers")}
     ident: dict[str, Any] = {"config": model.hf_config(paper_config(cfg)).to_dict(), "seed": cfg.run.seed, "dtype": "float16",
-             "versions": versions}
+             "init": INIT, "versions": versions}
     ident["config"].pop("transformers_version", None)
     key = sha256_json(ident)[:12]
     return build_root() / "cache" / CACHE / key
@@ -53,15 +61,13 @@ def cache_dir(cfg: Config) -> Path:
 
 def checkpoint(cfg: Config, *, progress: bool = True) -> Path:
     """The random paper-size checkpoint in fp16 with the Arcade100k tokenizer (built once, then reused)."""
-    import torch
-
-    from .. import model, tokenizer
+    from .. import tokenizer
 
     out = cache_dir(cfg) / "hf"
     if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
         return out
     with atomic_dir(out) as tmp, tqdm(total=2, desc="random 1.6B checkpoint", disable=not progress) as bar:
-        m = model.build(paper_config(cfg), dtype=torch.float16)
+        m = random_model(paper_config(cfg))
         bar.update()
         m.save_pretrained(tmp)
         del m
@@ -69,6 +75,49 @@ def checkpoint(cfg: Config, *, progress: bool = True) -> Path:
         tokenizer.save_transformers(tmp)
         bar.update()
     return out
+
+
+def random_model(cfg: Config, dtype: torch.dtype | None = None) -> StableLmForCausalLM:
+    """``cfg.model`` as a ``StableLmForCausalLM`` with seeded random weights drawn directly in ``dtype`` (fp16);
+    :func:`checkpoint` builds it for :func:`paper_config`.
+
+    The distribution of ``model.build`` (Sec. 2.2 and the official config): every linear and embedding
+    weight normal(0, ``init_std``), the attention ``o_proj`` and MLP ``down_proj`` normal(0,
+    ``init_std``/√(2·layers)), biases 0, LayerNorms 1 and 0; the values differ from ``model.build``'s
+    (which draws transformers' default init first, in fp32). Same ``cfg.run.seed``, same weights.
+
+    Raises:
+        TypeError: a parameter belongs to a module this init does not know (a new transformers layer type),
+            or the model keeps a persistent buffer (which this init would leave unset).
+    """
+    import torch
+
+    from .. import model as model_lib
+
+    dtype = dtype or torch.float16
+    m = model_lib.build(cfg, device="meta", dtype=dtype).to_empty(device="cpu")
+    std = cfg.model.init_std
+    std_out = std / math.sqrt(2.0 * cfg.model.n_layers)
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    drawn: set[str] = set()
+    with torch.no_grad():
+        for name, mod in m.named_modules():
+            own = dict(mod.named_parameters(recurse=False))
+            if isinstance(mod, torch.nn.LayerNorm):
+                own["weight"].fill_(1.0)
+            elif isinstance(mod, torch.nn.Linear):
+                own["weight"].normal_(0.0, std_out if name.endswith(("o_proj", "down_proj")) else std, generator=gen)
+            elif isinstance(mod, torch.nn.Embedding):
+                own["weight"].normal_(0.0, std, generator=gen)
+            elif own:
+                raise TypeError(f"{name} ({type(mod).__name__}) has parameters this random init does not know")
+            if "bias" in own:
+                own["bias"].zero_()
+            drawn.update(f"{name}.{k}" if name else k for k in own)
+    saved = set(m.state_dict())
+    if saved != drawn:
+        raise TypeError(f"the checkpoint would hold tensors this random init did not set: {sorted(saved - drawn)[:5]}")
+    return m
 
 
 def formats(cfg: Config, *, progress: bool = True) -> dict[str, Path]:
