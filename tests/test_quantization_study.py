@@ -9,6 +9,8 @@ from stablelm2.config import ConfigError
 from stablelm2.ledger import Ledger
 from stablelm2.quantization import claims, study
 
+from .quant_fixtures import tiny_gguf
+
 
 @pytest.mark.parametrize("overrides, message", [
     ({"quant.formats": "F16,Q3_K"}, "unknown quantization type 'Q3_K'"),
@@ -82,6 +84,23 @@ def test_read_tensor_types_with_ggufs_reader(tmp_path):
     assert claims.read_tensor_types(path) == {"F16": 1, "F32": 1}  # the 1-D norm is not a matrix
     with pytest.raises(FileNotFoundError, match="build the formats first"):
         claims.read_tensor_types(tmp_path / "missing.gguf")
+    half = tmp_path / "half.gguf"
+    half.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        claims.read_tensor_types(half)
+
+
+@pytest.mark.parametrize("fmt", ["Q4_0", "Q5_K_M"])  # one plain type; a k-quant mix with fallbacks
+def test_tensor_types_read_back_as_ggufs_reader_reads_them(fmt):
+    """The chapter's fast read-back of what llama.cpp wrote agrees with the ``gguf`` package's reader."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    path = tiny_gguf(fmt)
+    oracle = Counter(t.tensor_type.name for t in GGUFReader(path).tensors if len(t.shape) >= 2 and min(t.shape) > 1)
+    assert claims.read_tensor_types(path) == dict(oracle.most_common())
+    assert sum(oracle.values()) > 1
 
 
 def test_size_and_speed_claims_against_the_released_files():

@@ -24,20 +24,24 @@ NOMINAL_TYPES = {"F16": {"F16"}, "Q8_0": {"Q8_0"}, "Q4_0": {"Q4_0"}, "Q4_1": {"Q
 
 def read_tensor_types(path: Any) -> dict[str, int]:
     """How many weight matrices (tensors of two or more dimensions) of each ggml type the GGUF at ``path``
-    holds, read back with the ``gguf`` package's ``GGUFReader``. Returns ``{type name: count}``, most first.
+    holds, read back from the file's tensor table (:func:`.gguf_io.inspect`; the tests check it against
+    the ``gguf`` package's ``GGUFReader`` on every format llama.cpp builds). Returns ``{type name: count}``,
+    most first.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (from ``gguf``) for a corrupt one.
+    ``GGUFReader`` gives the same counts but parses every one of the ~330k vocabulary strings first: 9 s a
+    file here, 115 s for chapter 08's ten GGUFs; the scan skips them (under 0.1 s a file).
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`.gguf_io.GGUFError` (a ``ValueError``) for a
+    truncated, corrupt or foreign one.
     """
-    from collections import Counter
     from pathlib import Path
 
-    from gguf import GGUFReader
+    from .gguf_io import inspect
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no GGUF file at {path}; build the formats first (quantization.build)")
-    counts = Counter(t.tensor_type.name for t in GGUFReader(path).tensors if len(t.shape) >= 2 and min(t.shape) > 1)
-    return dict(counts.most_common())
+    return inspect(path).matrix_types
 
 
 def actual_format(fmt: str, types: dict[str, int] | None) -> str:

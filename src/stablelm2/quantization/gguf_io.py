@@ -59,6 +59,8 @@ class GGUFInfo:
     n_params: int
     tensor_types: dict[str, int]
     """How many tensors of each ggml type the file holds."""
+    matrix_types: dict[str, int]
+    """How many weight matrices (two or more dimensions, each above 1) of each ggml type, most first."""
     params_by_type: dict[str, int]
     weight_bytes: int
     """Bytes of all tensor data."""
@@ -165,6 +167,7 @@ def inspect(path: Path | str) -> GGUFInfo:
     except (EOFError, ValueError, UnicodeDecodeError, struct.error) as exc:
         raise GGUFError(f"{path} is truncated or corrupt: {exc}") from exc
     types: collections.Counter[str] = collections.Counter()
+    matrices: collections.Counter[str] = collections.Counter()
     params: collections.Counter[str] = collections.Counter()
     weight_bytes = per_token = 0
     end = start
@@ -177,6 +180,8 @@ def inspect(path: Path | str) -> GGUFInfo:
         nbytes = n // block * block_bytes
         end = max(end, start + offset + nbytes)
         types[qtype.name] += 1
+        if len(dims) >= 2 and min(dims) > 1:
+            matrices[qtype.name] += 1
         params[qtype.name] += n
         weight_bytes += nbytes
         per_token += nbytes // max(int(dims[-1]), 1) if name == "token_embd.weight" else nbytes
@@ -189,7 +194,8 @@ def inspect(path: Path | str) -> GGUFInfo:
     ftype_name = LlamaFileType(ftype).name.replace("MOSTLY_", "") if isinstance(ftype, int) else "unknown"
     return GGUFInfo(
         path=path, file_bytes=size, architecture=arch, file_type=ftype_name, n_tensors=len(tensors),
-        n_params=sum(params.values()), tensor_types=dict(types), params_by_type=dict(params),
+        n_params=sum(params.values()), tensor_types=dict(types), matrix_types=dict(matrices.most_common()),
+        params_by_type=dict(params),
         weight_bytes=weight_bytes, bytes_per_token=per_token,
         tokenizer_model=meta.get("tokenizer.ggml.model"), tokenizer_pre=meta.get("tokenizer.ggml.pre"),
         n_vocab=meta.get("tokenizer.ggml.tokens.count"),
