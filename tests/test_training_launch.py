@@ -162,3 +162,19 @@ def test_check_tools_loads_the_paper_launch_files_and_reports_a_refusal(capsys, 
     assert "launch files refused: DeepSpeed refuses ds.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         launch.main(["nonsense"])
+
+
+def test_deepspeeds_op_is_built_in_this_environment_not_in_the_folder_all_share(monkeypatch, tmp_path):
+    import os
+    import sys
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    assert launch.extensions_dir() == tmp_path / "venv" / "torch_extensions"
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "venv" / "torch_extensions")  # torch reads it here
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))  # the user's choice stands
+    assert launch.extensions_dir() == tmp_path / "mine"
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.setattr(sys, "base_prefix", sys.prefix)  # no venv: torch's default
+    assert launch.extensions_dir() is None and "TORCH_EXTENSIONS_DIR" not in os.environ

@@ -276,14 +276,31 @@ class DataParallelUnit:
         return 0
 
 
+def extensions_dir() -> Path | None:
+    """Where torch builds DeepSpeed's CPU op for this process: ``$TORCH_EXTENSIONS_DIR`` when set, else this
+    virtual environment's ``torch_extensions/`` (set here), else ``None`` (torch's default, outside a venv).
+
+    Torch's default is one folder for every environment (``~/.cache/torch_extensions``); a build there by
+    another venv (another clone, CI) makes the next validation here rebuild it (30–40 s on 2 cores, measured).
+    """
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return Path(os.environ["TORCH_EXTENSIONS_DIR"])
+    if sys.prefix == sys.base_prefix:
+        return None
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(sys.prefix) / "torch_extensions")
+    return Path(os.environ["TORCH_EXTENSIONS_DIR"])
+
+
 def validate_deepspeed(path: Path, world_size: int) -> dict[str, Any]:
     """Parse with DeepSpeed's ``DeepSpeedConfig`` as a ``world_size``-rank data-parallel job would.
 
     DeepSpeed reads the data-parallel size from its process group and the ``mpu`` it is given: here
     a one-rank gloo group (torch's ``TCPStore`` on a free local port; torn down afterwards, unless
     this process already had a group) and :class:`DataParallelUnit` ``(world_size)``. Raises
-    :class:`LaunchError` with DeepSpeed's words when it refuses the file.
+    :class:`LaunchError` with DeepSpeed's words when it refuses the file. Its CPU op is built (once) in
+    :func:`extensions_dir`.
     """
+    extensions_dir()
     import deepspeed
     import torch.distributed as dist
     from deepspeed.runtime.config import DeepSpeedConfig
