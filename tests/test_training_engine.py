@@ -225,7 +225,7 @@ def test_fused_head_loss_backward_twice_accumulates_the_same_gradients_again():
     assert torch.allclose(w.grad, 2 * ref_w.grad, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("case", ["overflow", "sum", "vanish"])
+@pytest.mark.parametrize("case", ["overflow", "sum", "near", "vanish"])
 def test_fused_head_loss_takes_the_textbook_path_where_exponentials_would_overflow_or_vanish(case):
     """Logits whose fp32 exponentials overflow (above 88.7), whose sum does (every logit near 85), or which all
     vanish (below −103): the block subtracts each token's largest logit first, and the loss and gradients are as
@@ -241,11 +241,17 @@ def test_fused_head_loss_takes_the_textbook_path_where_exponentials_would_overfl
         weight[7] = 200 * u  # one logit of 200: exp overflows
     elif case == "sum":
         weight = weight * 0.01 + 85 * u  # every logit of the first token near 85: each exp finite, their sum not
+    elif case == "near":
+        weight[7] = 88 * u  # one logit of 88: its exp and the sum finite, but exp × a weight above 1 is not
     else:
         weight = weight * 0.01 - 200 * u  # every logit of the first token near −200: every exp vanishes
     labels = torch.randint(0, 500, (1, 24), generator=g)
     sums = (hidden[0] @ weight.t()).exp().sum(-1)  # what fp32 gives without the textbook shift
-    assert not bool(torch.isfinite(sums).all()) if case != "vanish" else float(sums.min()) == 0.0
+    if case == "near":
+        assert bool(torch.isfinite(sums).all()) and float(weight[7].abs().max()) > 1
+        assert not bool(torch.isfinite(sums[0] * weight[7]).all())
+    else:
+        assert not bool(torch.isfinite(sums).all()) if case != "vanish" else float(sums.min()) == 0.0
     assert case != "sum" or bool(torch.isfinite((hidden[0] @ weight.t()).exp()).all())
 
     def grads(fn, dtype):
