@@ -86,9 +86,12 @@ def random_model(cfg: Config, dtype: torch.dtype | None = None) -> StableLmForCa
     ``init_std``/√(2·layers)), biases 0, LayerNorms 1 and 0; the values differ from ``model.build``'s
     (which draws transformers' default init first, in fp32). Same ``cfg.run.seed``, same weights.
 
+    Buffers (the rotary frequencies) are those the module's own constructor computes, cast to ``dtype`` as
+    ``model.build`` casts them.
+
     Raises:
-        TypeError: a parameter belongs to a module this init does not know (a new transformers layer type),
-            or the model keeps a persistent buffer (which this init would leave unset).
+        TypeError: a parameter or buffer belongs to a module this init does not know (a new transformers layer
+            type), or the checkpoint would hold a tensor it did not set.
     """
     import torch
 
@@ -114,6 +117,14 @@ def random_model(cfg: Config, dtype: torch.dtype | None = None) -> StableLmForCa
             if "bias" in own:
                 own["bias"].zero_()
             drawn.update(f"{name}.{k}" if name else k for k in own)
+        for name, mod in m.named_modules():  # buffers (not saved: the rotary frequencies) as the module's init sets them
+            own_buffers = [k for k, _ in mod.named_buffers(recurse=False)]
+            if own_buffers and not name.endswith("rotary_emb"):
+                raise TypeError(f"{name} ({type(mod).__name__}) has buffers this random init does not know")
+            if own_buffers:
+                fresh = type(mod)(config=m.config)
+                for k in own_buffers:
+                    getattr(mod, k).copy_(getattr(fresh, k))
     saved = set(m.state_dict())
     if saved != drawn:
         raise TypeError(f"the checkpoint would hold tensors this random init did not set: {sorted(saved - drawn)[:5]}")
