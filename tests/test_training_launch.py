@@ -169,6 +169,7 @@ def test_deepspeeds_op_is_built_in_this_environment_not_in_the_folder_all_share(
     import sys
 
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    (tmp_path / "venv").mkdir()
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
     monkeypatch.setattr(sys, "base_prefix", "/usr")
     assert launch.extensions_dir() == tmp_path / "venv" / "torch_extensions"
@@ -176,5 +177,7 @@ def test_deepspeeds_op_is_built_in_this_environment_not_in_the_folder_all_share(
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))  # the user's choice stands
     assert launch.extensions_dir() == tmp_path / "mine"
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "missing"))  # a venv this process cannot write: torch's default
+    assert launch.extensions_dir() is None and "TORCH_EXTENSIONS_DIR" not in os.environ
     monkeypatch.setattr(sys, "base_prefix", sys.prefix)  # no venv: torch's default
     assert launch.extensions_dir() is None and "TORCH_EXTENSIONS_DIR" not in os.environ

@@ -278,14 +278,15 @@ class DataParallelUnit:
 
 def extensions_dir() -> Path | None:
     """Where torch builds DeepSpeed's CPU op for this process: ``$TORCH_EXTENSIONS_DIR`` when set, else this
-    virtual environment's ``torch_extensions/`` (set here), else ``None`` (torch's default, outside a venv).
+    virtual environment's ``torch_extensions/`` (set here) when the venv is writable, else ``None`` (torch's
+    default: outside a venv, a conda environment, or a read-only venv).
 
     Torch's default is one folder for every environment (``~/.cache/torch_extensions``); a build there by
     another venv (another clone, CI) makes the next validation here rebuild it (30–40 s on 2 cores, measured).
     """
     if os.environ.get("TORCH_EXTENSIONS_DIR"):
         return Path(os.environ["TORCH_EXTENSIONS_DIR"])
-    if sys.prefix == sys.base_prefix:
+    if sys.prefix == sys.base_prefix or not os.access(sys.prefix, os.W_OK):
         return None
     os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(sys.prefix) / "torch_extensions")
     return Path(os.environ["TORCH_EXTENSIONS_DIR"])
