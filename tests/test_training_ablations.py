@@ -299,3 +299,15 @@ def test_batch_study_on_two_workers_gives_the_serial_numbers(tmp_path):
     for a, b in zip(serial, pooled, strict=True):
         assert (a["iterations_by_seed"], a["loss_by_seed"], a["final_val_bpb_by_seed"]) == \
             (b["iterations_by_seed"], b["loss_by_seed"], b["final_val_bpb_by_seed"])
+
+
+def test_a_failed_run_cancels_the_runs_still_queued_and_is_raised():
+    from concurrent.futures import Future
+
+    done, failed, queued, other = Future(), Future(), Future(), Future()
+    done.set_result({"summary": {}})
+    failed.set_exception(FloatingPointError("step 3: loss is nan"))
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        ablations.results([done, failed, queued], cancel=[other])
+    assert queued.cancelled() and other.cancelled() and not done.cancelled()
+    assert ablations.results([done]) == [{"summary": {}}]

@@ -395,7 +395,19 @@ def submit(cfg: Config, job: dict[str, Any]) -> Future[History]:
 
 def run_many(cfg: Config, jobs: list[dict[str, Any]]) -> list[History]:
     """:func:`submit` every job (its keyword arguments); their histories, in order."""
-    return [f.result() for f in [submit(cfg, job) for job in jobs]]
+    return results([submit(cfg, job) for job in jobs])
+
+
+def results(futures: Sequence[Future[History]], *, cancel: Sequence[Future[History]] = ()) -> list[History]:
+    """Each future's history, in order; the first failure is raised after every future of ``futures`` and
+    ``cancel`` still queued is cancelled (as ``Executor.map`` does), so a failed study leaves the kept workers idle
+    for the next rather than training runs nobody reads."""
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in [*futures, *cancel]:
+            f.cancel()
+        raise
 
 
 def _pool(workers: int) -> Any:
@@ -615,13 +627,14 @@ def batch_study(cfg: Config, root: Path, multiples: list[int] | None = None, pro
     for s, base in zip(sd, pending, strict=True):
         # a seed's larger batches start as soon as its baseline is done (no worker waits for the other baselines),
         # the largest first: it has the most work per step
-        targets.append(smoothed_loss(base.result(), window))
+        targets.append(smoothed_loss(results([base], cancel=[*pending, *runs.values()])[0], window))
         until = UntilLoss(targets[-1], window)
         for m in sorted(larger, reverse=True):
             runs[m, s] = submit(cfg, dict(c=proxy_config(cfg, batch_tokens=m * b0, kind="rsqrt", cooldown=False, seed=s),
                                           out=Path(root) / "appD" / f"x{m}", ref=ref, stop=until, tag=repr(until),
                                           progress=progress))
-    grouped = {1: [f.result() for f in pending], **{m: [runs[m, s].result() for s in sd] for m in larger}}
+    done = results([*pending, *(runs[m, s] for m in larger for s in sd)])
+    grouped = {1: done[:len(sd)], **_by_arm(larger, sd, done[len(sd):])}
     rows = []
     for m in [1, *larger]:
         hs = grouped[m]
