@@ -91,6 +91,15 @@ def hf_config(cfg: Config) -> StableLmConfig:
     )
 
 
+OUTPUT_PROJECTIONS = ("o_proj", "down_proj")
+"""The two output projections of each block, initialised with GPT-NeoX's ``scaled_normal`` (:func:`output_std`)."""
+
+
+def output_std(cfg: Config) -> float:
+    """Std of the output projections' init: ``init_std``/√(2·layers) (GPT-NeoX's ``scaled_normal``, the official config)."""
+    return cfg.model.init_std / math.sqrt(2.0 * cfg.model.n_layers)
+
+
 def build(cfg: Config, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> StableLmForCausalLM:
     """A freshly initialised ``StableLmForCausalLM`` for ``cfg``, the same for the same ``cfg.run.seed``.
 
@@ -105,7 +114,7 @@ def build(cfg: Config, device: str | torch.device = "cpu", dtype: torch.dtype | 
         with torch.device(device):
             model = StableLmForCausalLM(hfc)
         if str(device) != "meta":
-            std_out = cfg.model.init_std / math.sqrt(2.0 * cfg.model.n_layers)
+            std_out = output_std(cfg)
             with torch.no_grad():
                 for layer in model.model.layers:
                     layer.self_attn.o_proj.weight.normal_(0.0, std_out)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata as md
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +99,7 @@ def random_model(cfg: Config, dtype: torch.dtype | None = None) -> StableLmForCa
     dtype = dtype or torch.float16
     m = model_lib.build(cfg, device="meta", dtype=dtype).to_empty(device="cpu")
     std = cfg.model.init_std
-    std_out = std / math.sqrt(2.0 * cfg.model.n_layers)
+    std_out = model_lib.output_std(cfg)
     gen = torch.Generator().manual_seed(cfg.run.seed)
     drawn: set[str] = set()
     with torch.no_grad():
@@ -109,7 +108,7 @@ def random_model(cfg: Config, dtype: torch.dtype | None = None) -> StableLmForCa
             if isinstance(mod, torch.nn.LayerNorm):
                 own["weight"].fill_(1.0)
             elif isinstance(mod, torch.nn.Linear):
-                own["weight"].normal_(0.0, std_out if name.endswith(("o_proj", "down_proj")) else std, generator=gen)
+                own["weight"].normal_(0.0, std_out if name.endswith(model_lib.OUTPUT_PROJECTIONS) else std, generator=gen)
             elif isinstance(mod, torch.nn.Embedding):
                 own["weight"].normal_(0.0, std, generator=gen)
             elif own:
